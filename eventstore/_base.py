@@ -1,0 +1,336 @@
+"""The :class:`EventStore` contract every backend implements.
+
+The public coroutines validate their arguments (before any I/O) and check the
+store is open, then call the backend's underscore hooks. A backend implements
+the hooks; it never re-validates and never sees bad input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import ClassVar, Self
+
+from ._errors import InvalidBranchOperation, SequenceConflict, StoreClosed
+from ._ids import MAIN, check_identifier
+from ._records import BranchInfo, EventRecord, MergeResult, Position
+from ._validate import check_batch, check_event, check_range, check_sequence_arg
+
+__all__ = ("EventStore", "resolve_retry")
+
+#: Records per page when a backend streams by paging through ``_read``.
+PAGE_SIZE = 1000
+
+
+def resolve_retry(
+    stored: Sequence[EventRecord], batch: Sequence[EventRecord], head: int
+) -> list[EventRecord]:
+    """Handle a batch that does not start at ``head + 1``.
+
+    ``stored`` are the records already at the batch's sequences. If they carry the
+    batch's event ids this is a retry of an acknowledged write: return them.
+
+    :raises SequenceConflict: otherwise.
+    """
+    first = batch[0]
+    if len(stored) == len(batch) and all(
+        s.event_id == b.event_id for s, b in zip(stored, batch, strict=True)
+    ):
+        return list(stored)
+    raise SequenceConflict(first.session_id, first.branch_id, head + 1, first.sequence)
+
+
+class EventStore(ABC):
+    """An append-only, sequence-checked log of :class:`EventRecord` per session branch.
+
+    Use it as an async context manager (``async with Backend(...) as store``) or
+    call :meth:`open` and :meth:`close`; operations open the store on first use.
+    """
+
+    #: True when processes other than this one may append (the journal then
+    #: follows :meth:`watch` to publish their events).
+    shared_writers: ClassVar[bool] = False
+
+    _opened: bool = False
+    _closed: bool = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Acquire what the backend needs (files, locks, connections).
+
+        :raises StoreClosed: if the store was closed.
+        :raises StoreLocked: (file store) if another writer holds the root.
+        """
+        if self._closed:
+            raise StoreClosed()
+        if not self._opened:
+            await self._open()
+            self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Release everything; later calls raise :class:`StoreClosed`. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._opened:
+            await self._close()
+
+    async def aclose(self) -> None:
+        """Alias of :meth:`close`, for ``contextlib.aclosing`` and anyio habits."""
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        if self._opened and not self._closed and self._needs_close():
+            warnings.warn(
+                f"{type(self).__name__} was never closed", ResourceWarning, stacklevel=2
+            )
+
+    def _needs_close(self) -> bool:
+        """Whether an unclosed instance holds resources worth a ResourceWarning."""
+        return True
+
+    async def _ready(self) -> None:
+        if self._closed:
+            raise StoreClosed()
+        if not self._opened:
+            await self.open()
+
+    # -- writes ----------------------------------------------------------------
+
+    async def append(self, event: EventRecord) -> EventRecord:
+        """Append one event at ``head + 1`` of its branch.
+
+        Re-appending a record whose ``event_id`` is already stored at that
+        sequence returns the stored record and writes nothing.
+
+        :raises SequenceConflict: if ``event.sequence != head + 1``.
+        :raises BranchClosed: if the branch was merged.
+        :raises InvalidIdentifier: for a bad session or branch id.
+        :raises InvalidEvent: for a bad kind, sequence or payload.
+        :raises StorageError: if the storage failed; nothing was written.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_event(event)
+        await self._ready()
+        return await self._append(event)
+
+    async def append_batch(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append contiguous events of one session and branch, all or nothing.
+
+        :raises SequenceConflict: if the first sequence is not ``head + 1``.
+        :raises InvalidEvent: for an empty, mixed or non-contiguous batch.
+        :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
+        """
+        batch = check_batch(events)
+        await self._ready()
+        return await self._append_batch(batch)
+
+    async def create_branch(
+        self,
+        session_id: str,
+        branch_id: str,
+        *,
+        from_branch: str = MAIN,
+        fork_sequence: int | None = None,
+    ) -> BranchInfo:
+        """Fork ``from_branch`` at ``fork_sequence`` (default: its head), copying nothing.
+
+        :raises BranchExists: if ``branch_id`` exists.
+        :raises BranchNotFound: if ``from_branch`` does not (``main`` always does).
+        :raises BranchClosed: if ``from_branch`` was merged.
+        :raises InvalidBranchOperation: if ``fork_sequence`` is outside ``0..head``.
+        :raises InvalidIdentifier: for a bad id.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        check_identifier(from_branch, "from_branch")
+        if fork_sequence is not None:
+            try:
+                check_sequence_arg(fork_sequence, "fork_sequence", 0)
+            except ValueError as exc:
+                raise InvalidBranchOperation(session_id, branch_id, str(exc)) from None
+        await self._ready()
+        return await self._create_branch(session_id, branch_id, from_branch, fork_sequence)
+
+    async def merge_branch(
+        self, session_id: str, source_branch: str, target_branch: str
+    ) -> MergeResult:
+        """Append the source's own events to the target in one batch and close the source.
+
+        :raises BranchNotFound: if either branch does not exist.
+        :raises BranchClosed: if either branch was already merged.
+        :raises InvalidBranchOperation: for a merge into itself or a descendant.
+        :raises InvalidIdentifier: for a bad id.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(source_branch, "source_branch")
+        check_identifier(target_branch, "target_branch")
+        await self._ready()
+        return await self._merge_branch(session_id, source_branch, target_branch)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def read(
+        self,
+        session_id: str,
+        branch_id: str = MAIN,
+        from_sequence: int = 1,
+        limit: int | None = None,
+        *,
+        to_sequence: int | None = None,
+    ) -> list[EventRecord]:
+        """The branch's logical history, ascending, ``from_sequence <= seq <= to_sequence``.
+
+        Unknown sessions and branches read as ``[]``.
+
+        :raises InvalidIdentifier: for a bad id.
+        :raises ValueError: for a negative bound or limit.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        start, end, cap = check_range(from_sequence, to_sequence, limit)
+        await self._ready()
+        if cap == 0 or (end is not None and end < start):
+            return []
+        return await self._read(session_id, branch_id, start, end, cap)
+
+    async def iter_events(
+        self,
+        session_id: str,
+        branch_id: str = MAIN,
+        from_sequence: int = 1,
+        limit: int | None = None,
+        *,
+        to_sequence: int | None = None,
+    ) -> AsyncIterator[EventRecord]:
+        """Like :meth:`read`, streamed in pages without holding the history in memory."""
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        start, end, cap = check_range(from_sequence, to_sequence, limit)
+        await self._ready()
+        if cap == 0 or (end is not None and end < start):
+            return
+        async for event in self._iter_events(session_id, branch_id, start, end, cap):
+            yield event
+
+    async def head(self, session_id: str, branch_id: str = MAIN) -> int:
+        """The last sequence of the branch, 0 if it has none.
+
+        :raises InvalidIdentifier: for a bad id.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        await self._ready()
+        return await self._head(session_id, branch_id)
+
+    async def list_branches(self, session_id: str) -> list[BranchInfo]:
+        """Every branch of the session, sorted by id; ``[]`` for an unknown session."""
+        check_identifier(session_id, "session_id")
+        await self._ready()
+        return await self._list_branches(session_id)
+
+    async def branch_info(self, session_id: str, branch_id: str = MAIN) -> BranchInfo:
+        """Parent, fork point, head, creation time and merge state of a branch.
+
+        :raises BranchNotFound: if the branch does not exist (``main`` always does).
+        :raises InvalidIdentifier: for a bad id.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        await self._ready()
+        return await self._branch_info(session_id, branch_id)
+
+    async def list_sessions(self) -> list[str]:
+        """Every session id, sorted."""
+        await self._ready()
+        return await self._list_sessions()
+
+    def watch(self) -> AsyncIterator[Position]:
+        """Positions appended by *other* processes, for stores with ``shared_writers``.
+
+        :raises NotImplementedError: for stores with a single writer process.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no other writers to watch")
+
+    # -- backend hooks ---------------------------------------------------------
+
+    async def _open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources; called once, before the first operation."""
+
+    async def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; called once."""
+
+    async def _append(self, event: EventRecord) -> EventRecord:
+        return (await self._append_batch([event]))[0]
+
+    @abstractmethod
+    async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
+        """Store a validated batch atomically, or raise; see :func:`resolve_retry`."""
+
+    @abstractmethod
+    async def _read(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> list[EventRecord]:
+        """Read the logical history; ``start >= 1`` and ``limit != 0`` are guaranteed."""
+
+    async def _iter_events(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> AsyncIterator[EventRecord]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            page = await self._read(session_id, branch_id, start, end, size)
+            for event in page:
+                yield event
+            if len(page) < size:
+                return
+            start = page[-1].sequence + 1
+            if remaining is not None:
+                remaining -= len(page)
+
+    @abstractmethod
+    async def _head(self, session_id: str, branch_id: str) -> int: ...
+
+    @abstractmethod
+    async def _create_branch(
+        self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
+    ) -> BranchInfo: ...
+
+    @abstractmethod
+    async def _merge_branch(
+        self, session_id: str, source_branch: str, target_branch: str
+    ) -> MergeResult: ...
+
+    @abstractmethod
+    async def _list_branches(self, session_id: str) -> list[BranchInfo]: ...
+
+    @abstractmethod
+    async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo: ...
+
+    @abstractmethod
+    async def _list_sessions(self) -> list[str]: ...
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "unopened"
+        return f"<{type(self).__name__} {state}>"
+

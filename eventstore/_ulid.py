@@ -1,0 +1,64 @@
+"""ULID event ids: 26 Crockford base32 characters, sortable by creation time.
+
+48 bits of milliseconds then 80 random bits. Within one millisecond the random
+part is incremented, so ids made by one process are strictly increasing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+__all__ = ("new_ulid", "ulid_timestamp_ms")
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_RANDOM_MAX = (1 << 80) - 1
+
+_lock = threading.Lock()
+_last_ms = -1
+_last_random = 0
+
+
+def _encode(value: int) -> str:
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid() -> str:
+    """Return a new ULID, greater than every ULID this process made before."""
+    global _last_ms, _last_random
+    with _lock:
+        now = time.time_ns() // 1_000_000
+        if now <= _last_ms:
+            # Same (or an earlier, after a clock step back) millisecond: stay monotonic.
+            now = _last_ms
+            rand = _last_random + 1
+            if rand > _RANDOM_MAX:
+                now += 1
+                rand = int.from_bytes(os.urandom(10), "big") >> 1
+        else:
+            # The top bit is left clear so increments within a millisecond never overflow.
+            rand = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms, _last_random = now, rand
+    return _encode((now << 80) | rand)
+
+
+def ulid_timestamp_ms(ulid: str) -> int:
+    """Return the millisecond timestamp encoded in ``ulid``.
+
+    :raises ValueError: if ``ulid`` is not 26 Crockford base32 characters.
+    """
+    if len(ulid) != 26:
+        raise ValueError(f"not a ULID: {ulid!r}")
+    value = 0
+    for char in ulid.upper():
+        try:
+            value = (value << 5) | _DECODE[char]
+        except KeyError:
+            raise ValueError(f"not a ULID: {ulid!r}") from None
+    return value >> 80

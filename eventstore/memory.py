@@ -1,0 +1,159 @@
+"""``MemoryEventStore``: the whole contract in a process's memory.
+
+The reference backend: fast, deterministic, nothing persisted. Every operation
+runs without awaiting in between, so each one is atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+
+from ._base import EventStore, resolve_retry
+from ._errors import BranchClosed, BranchExists, BranchNotFound, InvalidBranchOperation
+from ._ids import MAIN
+from ._lineage import check_merge, merged_records, segments
+from ._records import BranchInfo, EventRecord, MergeResult, utc_now
+
+__all__ = ("MemoryEventStore",)
+
+
+class _Branch:
+    __slots__ = ("created_at", "events", "fork_sequence", "merged_into", "parent_branch")
+
+    def __init__(self, parent_branch: str | None, fork_sequence: int) -> None:
+        self.parent_branch = parent_branch
+        self.fork_sequence = fork_sequence
+        self.created_at = utc_now()
+        self.merged_into: str | None = None
+        self.events: list[EventRecord] = []
+
+    @property
+    def head(self) -> int:
+        return self.fork_sequence + len(self.events)
+
+    def info(self, session_id: str, branch_id: str) -> BranchInfo:
+        return BranchInfo(
+            session_id=session_id,
+            branch_id=branch_id,
+            parent_branch=self.parent_branch,
+            fork_sequence=self.fork_sequence,
+            head=self.head,
+            created_at=self.created_at,
+            merged_into=self.merged_into,
+        )
+
+
+class MemoryEventStore(EventStore):
+    """An :class:`EventStore` held in memory; gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, dict[str, _Branch]] = {}
+
+    def _needs_close(self) -> bool:
+        return False
+
+    async def _close(self) -> None:
+        self._sessions.clear()
+
+    def _branch(self, session_id: str, branch_id: str) -> _Branch | None:
+        branches = self._sessions.get(session_id)
+        return None if branches is None else branches.get(branch_id)
+
+    def _branch_or_main(self, session_id: str, branch_id: str) -> _Branch:
+        branch = self._branch(session_id, branch_id)
+        if branch is not None:
+            return branch
+        if branch_id != MAIN:
+            raise BranchNotFound(session_id, branch_id)
+        branch = _Branch(None, 0)
+        self._sessions.setdefault(session_id, {})[MAIN] = branch
+        return branch
+
+    async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
+        first = events[0]
+        branch = self._branch(first.session_id, first.branch_id)
+        head = 0 if branch is None else branch.head
+        if first.sequence != head + 1:
+            stored = await self._read(
+                first.session_id, first.branch_id, first.sequence, events[-1].sequence, None
+            )
+            return resolve_retry(stored, events, head)
+        if branch is None:
+            branch = _Branch(None, 0)
+            self._sessions.setdefault(first.session_id, {})[first.branch_id] = branch
+        if branch.merged_into is not None:
+            raise BranchClosed(first.session_id, first.branch_id, branch.merged_into)
+        branch.events.extend(events)
+        return events
+
+    async def _read(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> list[EventRecord]:
+        branches = self._sessions.get(session_id)
+        if branches is None or branch_id not in branches:
+            return []
+        out: list[EventRecord] = []
+        for owner, first, last in segments(branches, branch_id, start, end):
+            own = branches[owner]
+            lo = first - own.fork_sequence - 1
+            hi = last - own.fork_sequence
+            if limit is not None:
+                hi = min(hi, lo + limit - len(out))
+            out.extend(own.events[lo:hi])
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    async def _head(self, session_id: str, branch_id: str) -> int:
+        branch = self._branch(session_id, branch_id)
+        return 0 if branch is None else branch.head
+
+    async def _create_branch(
+        self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
+    ) -> BranchInfo:
+        if self._branch(session_id, branch_id) is not None:
+            raise BranchExists(session_id, branch_id)
+        parent = self._branch_or_main(session_id, from_branch)
+        if parent.merged_into is not None:
+            raise BranchClosed(session_id, from_branch, parent.merged_into)
+        at = parent.head if fork_sequence is None else fork_sequence
+        if at > parent.head:
+            raise InvalidBranchOperation(
+                session_id,
+                branch_id,
+                f"fork_sequence {at} is beyond the head {parent.head} of {from_branch!r}",
+            )
+        branch = _Branch(from_branch, at)
+        self._sessions[session_id][branch_id] = branch
+        return branch.info(session_id, branch_id)
+
+    async def _merge_branch(
+        self, session_id: str, source_branch: str, target_branch: str
+    ) -> MergeResult:
+        source = self._branch_or_main(session_id, source_branch)
+        target = self._branch_or_main(session_id, target_branch)
+        branches = self._sessions[session_id]
+        check_merge(branches, session_id, source_branch, target_branch)
+        for name, branch in ((source_branch, source), (target_branch, target)):
+            if branch.merged_into is not None:
+                raise BranchClosed(session_id, name, branch.merged_into)
+        records = merged_records(source.events, target_branch, target.head)
+        target.events.extend(records)
+        source.merged_into = target_branch
+        return MergeResult(source_branch, target_branch, len(records), target.head)
+
+    async def _list_branches(self, session_id: str) -> list[BranchInfo]:
+        branches = self._sessions.get(session_id, {})
+        return [branches[name].info(session_id, name) for name in sorted(branches)]
+
+    async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
+        branch = self._branch(session_id, branch_id)
+        if branch is None:
+            if branch_id != MAIN:
+                raise BranchNotFound(session_id, branch_id)
+            return _Branch(None, 0).info(session_id, branch_id)
+        return branch.info(session_id, branch_id)
+
+    async def _list_sessions(self) -> list[str]:
+        return sorted(self._sessions)
+
+

@@ -1,0 +1,422 @@
+"""The contract suite: one set of tests every :class:`~eventstore.EventStore` must pass.
+
+Use it for your own backend::
+
+    import pytest
+    from eventstore.testing import EventStoreContract
+
+    class TestMyStore(EventStoreContract):
+        @pytest.fixture
+        def store_factory(self, tmp_path):
+            return lambda: MyStore(tmp_path)
+
+``store_factory()`` returns a fresh, unopened store. For a persistent backend,
+also subclass :class:`PersistentStoreContract`: there, calling the factory again
+must give a store over the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from .._base import EventStore
+from .._errors import (
+    BranchClosed,
+    BranchExists,
+    BranchNotFound,
+    InvalidBranchOperation,
+    InvalidEvent,
+    InvalidIdentifier,
+    SequenceConflict,
+    StoreClosed,
+)
+from .._ids import MAIN
+from .._records import EventRecord
+
+__all__ = ("EventStoreContract", "PersistentStoreContract")
+
+StoreFactory = Callable[[], EventStore]
+
+
+def ev(session: str, seq: int, kind: str = "message", data: Any = None, branch: str = MAIN) -> EventRecord:
+    """A record with a small agent-like payload."""
+    payload = {"n": seq} if data is None else data
+    return EventRecord.new(session, branch, seq, kind, payload)
+
+
+async def fill(store: EventStore, session: str, count: int, branch: str = MAIN, start: int = 1) -> list[EventRecord]:
+    """Append ``count`` events in one batch starting at ``start``."""
+    return await store.append_batch([ev(session, n, branch=branch) for n in range(start, start + count)])
+
+
+def seqs(records: list[EventRecord]) -> list[int]:
+    return [r.sequence for r in records]
+
+
+class EventStoreContract:
+    """The behaviour DESIGN.md promises, written once for every backend."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
+        async with store_factory() as opened:
+            yield opened
+
+    # -- the original design's four tests ---------------------------------------
+
+    async def test_appends_and_reads_in_sequence(self, store: EventStore) -> None:
+        for n in (1, 2, 3):
+            await store.append(ev("s1", n))
+        records = await store.read("s1")
+        assert seqs(records) == [1, 2, 3]
+        assert [r.data for r in records] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        assert await store.head("s1") == 3
+
+    async def test_duplicate_sequence_rejected(self, store: EventStore) -> None:
+        await store.append(ev("s1", 1))
+        with pytest.raises(SequenceConflict, match="expected 2, got 1") as info:
+            await store.append(ev("s1", 1))
+        assert (info.value.expected, info.value.actual) == (2, 1)
+        assert (info.value.session_id, info.value.branch_id) == ("s1", MAIN)
+
+    async def test_gap_rejected(self, store: EventStore) -> None:
+        await store.append(ev("s1", 1))
+        with pytest.raises(SequenceConflict, match="expected 2, got 3"):
+            await store.append(ev("s1", 3))
+        assert await store.head("s1") == 1
+
+    async def test_root_branches_keep_their_own_sequences(self, store: EventStore) -> None:
+        await store.append(ev("s1", 1, branch="main"))
+        await store.append(ev("s1", 2, branch="main"))
+        await store.append(ev("s1", 1, branch="feature-x"))
+        assert await store.head("s1", "main") == 2
+        assert await store.head("s1", "feature-x") == 1
+        assert [r.branch_id for r in await store.read("s1", "feature-x")] == ["feature-x"]
+        info = await store.branch_info("s1", "feature-x")
+        assert (info.parent_branch, info.fork_sequence, info.head) == (None, 0, 1)
+
+    # -- appends ----------------------------------------------------------------
+
+    async def test_append_returns_the_stored_record(self, store: EventStore) -> None:
+        record = ev("s1", 1, "tool_call", {"tool": "search", "args": [1, "x"]})
+        stored = await store.append(record)
+        assert stored == record
+        assert (await store.read("s1"))[0] == record
+
+    async def test_first_append_must_be_sequence_one(self, store: EventStore) -> None:
+        with pytest.raises(SequenceConflict, match="expected 1, got 2"):
+            await store.append(ev("s1", 2))
+        assert await store.list_sessions() == []
+
+    async def test_idempotent_retry_returns_stored_record(self, store: EventStore) -> None:
+        first = await store.append(ev("s1", 1))
+        await store.append(ev("s1", 2))
+        again = await store.append(first)
+        assert again == first
+        assert seqs(await store.read("s1")) == [1, 2]
+
+    async def test_same_sequence_other_event_id_conflicts(self, store: EventStore) -> None:
+        await store.append(ev("s1", 1))
+        with pytest.raises(SequenceConflict):
+            await store.append(ev("s1", 1))
+
+    async def test_batch_appends_all(self, store: EventStore) -> None:
+        stored = await fill(store, "s1", 5)
+        assert seqs(stored) == [1, 2, 3, 4, 5]
+        assert seqs(await store.read("s1")) == [1, 2, 3, 4, 5]
+
+    async def test_batch_is_all_or_nothing(self, store: EventStore) -> None:
+        await fill(store, "s1", 2)
+        with pytest.raises(SequenceConflict, match="expected 3, got 2"):
+            await store.append_batch([ev("s1", 2), ev("s1", 3)])
+        assert await store.head("s1") == 2
+
+    async def test_batch_retry_is_idempotent(self, store: EventStore) -> None:
+        batch = [ev("s1", 1), ev("s1", 2)]
+        await store.append_batch(batch)
+        assert await store.append_batch(batch) == batch
+        assert await store.head("s1") == 2
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            [],
+            "mixed-session",
+            "gap",
+            "duplicate-id",
+        ],
+    )
+    async def test_bad_batches_rejected_before_io(self, store: EventStore, bad: Any) -> None:
+        if bad == "mixed-session":
+            bad = [ev("s1", 1), ev("s2", 2)]
+        elif bad == "gap":
+            bad = [ev("s1", 1), ev("s1", 3)]
+        elif bad == "duplicate-id":
+            one = ev("s1", 1)
+            bad = [one, EventRecord("s1", MAIN, 2, "m", event_id=one.event_id)]
+        with pytest.raises(InvalidEvent):
+            await store.append_batch(bad)
+        assert await store.head("s1") == 0
+        assert await store.list_sessions() == []
+
+    async def test_concurrent_appends_of_one_sequence_one_wins(self, store: EventStore) -> None:
+        results = await asyncio.gather(
+            *(store.append(ev("race", 1, data={"writer": i})) for i in range(20)),
+            return_exceptions=True,
+        )
+        winners = [r for r in results if isinstance(r, EventRecord)]
+        conflicts = [r for r in results if isinstance(r, SequenceConflict)]
+        assert len(winners) == 1 and len(conflicts) == 19
+        assert await store.read("race") == winners
+
+    # -- bad input ----------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "session_id",
+        ["", "../etc", "..", "a/b", "a\\b", ".hidden", "-x", "a..b", "x" * 129, "é", "a b", "a\x00b", "a\n"],
+    )
+    async def test_invalid_identifiers_rejected(self, store: EventStore, session_id: str) -> None:
+        record = EventRecord(session_id, MAIN, 1, "message")
+        with pytest.raises(InvalidIdentifier):
+            await store.append(record)
+        with pytest.raises(InvalidIdentifier):
+            await store.read(session_id)
+        with pytest.raises(InvalidIdentifier):
+            await store.head(session_id)
+        with pytest.raises(InvalidIdentifier):
+            await store.append(EventRecord("ok", session_id, 1, "message"))
+        assert await store.list_sessions() == []
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            EventRecord("s1", MAIN, 1, ""),
+            EventRecord("s1", MAIN, 0, "message"),
+            EventRecord("s1", MAIN, -1, "message"),
+            EventRecord("s1", MAIN, 1, "message", data=object()),
+            EventRecord("s1", MAIN, 1, "message", data={"when": {1, 2}}),
+            EventRecord("s1", MAIN, 1, "message", data=float("nan")),
+            EventRecord("s1", MAIN, 1, "message", data={1: "int key"}),
+            EventRecord("s1", MAIN, 1, "message", metadata={"x": object()}),
+        ],
+        ids=["empty-kind", "seq-0", "seq-neg", "object", "set", "nan", "int-key", "bad-meta"],
+    )
+    async def test_invalid_events_rejected_before_io(self, store: EventStore, record: EventRecord) -> None:
+        with pytest.raises(InvalidEvent):
+            await store.append(record)
+        assert await store.head("s1") == 0
+        assert await store.list_sessions() == []
+
+    async def test_invalid_event_via_new(self) -> None:
+        with pytest.raises(InvalidEvent):
+            EventRecord.new("s1", MAIN, 1, "message", {"x": object()})
+        with pytest.raises(InvalidIdentifier):
+            EventRecord.new("../x", MAIN, 1, "message")
+
+    # -- reads --------------------------------------------------------------------
+
+    async def test_unknown_session_reads_empty(self, store: EventStore) -> None:
+        assert await store.read("nobody") == []
+        assert await store.read("nobody", "feature") == []
+        assert await store.head("nobody") == 0
+        assert [r async for r in store.iter_events("nobody")] == []
+
+    async def test_read_ranges(self, store: EventStore) -> None:
+        await fill(store, "s1", 20)
+        assert seqs(await store.read("s1", from_sequence=5, limit=3)) == [5, 6, 7]
+        assert seqs(await store.read("s1", from_sequence=18)) == [18, 19, 20]
+        assert seqs(await store.read("s1", from_sequence=3, to_sequence=6)) == [3, 4, 5, 6]
+        assert seqs(await store.read("s1", from_sequence=3, limit=2, to_sequence=10)) == [3, 4]
+        assert await store.read("s1", from_sequence=21) == []
+        assert await store.read("s1", from_sequence=5, to_sequence=4) == []
+        assert await store.read("s1", limit=0) == []
+        assert seqs(await store.read("s1", from_sequence=0, limit=1)) == [1]
+
+    async def test_read_rejects_negative_arguments(self, store: EventStore) -> None:
+        with pytest.raises(ValueError):
+            await store.read("s1", from_sequence=-1)
+        with pytest.raises(ValueError):
+            await store.read("s1", limit=-1)
+
+    async def test_iter_events_streams_everything(self, store: EventStore) -> None:
+        await fill(store, "s1", 2500)
+        streamed = [r.sequence async for r in store.iter_events("s1")]
+        assert streamed == list(range(1, 2501))
+        window = [r.sequence async for r in store.iter_events("s1", "main", 1000, 1200)]
+        assert window == list(range(1000, 2200))
+        ranged = [r.sequence async for r in store.iter_events("s1", from_sequence=2400, to_sequence=2405)]
+        assert ranged == list(range(2400, 2406))
+
+    async def test_list_sessions_sorted(self, store: EventStore) -> None:
+        for name in ("charlie", "alpha", "bravo"):
+            await store.append(ev(name, 1))
+        assert await store.list_sessions() == ["alpha", "bravo", "charlie"]
+
+    async def test_records_round_trip_exactly(self, store: EventStore) -> None:
+        payload = {"text": "héllo ✓ \"quoted\"\n", "n": 2**53, "f": 0.1, "t": True, "z": None, "l": [1, [2]]}
+        record = EventRecord.new("s1", MAIN, 1, "message", payload, metadata={"actor": "agent-7"})
+        await store.append(record)
+        (back,) = await store.read("s1")
+        assert back == record
+        assert back.recorded_at == record.recorded_at
+        assert back.recorded_at.tzinfo is not None
+
+    # -- branches -----------------------------------------------------------------
+
+    async def test_fork_reads_parent_history_then_its_own(self, store: EventStore) -> None:
+        await fill(store, "s1", 10)
+        info = await store.create_branch("s1", "alt", fork_sequence=4)
+        assert (info.parent_branch, info.fork_sequence, info.head) == (MAIN, 4, 4)
+        assert await store.head("s1", "alt") == 4
+        await store.append(ev("s1", 5, branch="alt"))
+        history = await store.read("s1", "alt")
+        assert seqs(history) == [1, 2, 3, 4, 5]
+        assert [r.branch_id for r in history] == [MAIN] * 4 + ["alt"]
+        assert history[:4] == (await store.read("s1"))[:4]
+
+    async def test_fork_defaults_to_head_and_at_zero(self, store: EventStore) -> None:
+        await fill(store, "s1", 3)
+        assert (await store.create_branch("s1", "at-head")).fork_sequence == 3
+        zero = await store.create_branch("s1", "at-zero", fork_sequence=0)
+        assert zero.head == 0
+        assert await store.read("s1", "at-zero") == []
+        await store.append(ev("s1", 1, branch="at-zero"))
+        assert seqs(await store.read("s1", "at-zero")) == [1]
+
+    async def test_next_append_on_fork_carries_fork_plus_one(self, store: EventStore) -> None:
+        await fill(store, "s1", 6)
+        await store.create_branch("s1", "alt", fork_sequence=2)
+        with pytest.raises(SequenceConflict, match="expected 3, got 7"):
+            await store.append(ev("s1", 7, branch="alt"))
+
+    async def test_parent_appends_after_fork_stay_off_the_branch(self, store: EventStore) -> None:
+        await fill(store, "s1", 3)
+        await store.create_branch("s1", "alt")
+        await store.append(ev("s1", 4))
+        assert await store.head("s1", "alt") == 3
+        assert seqs(await store.read("s1", "alt")) == [1, 2, 3]
+
+    async def test_fork_of_fork_and_ranges_across_lineage(self, store: EventStore) -> None:
+        await fill(store, "s1", 10)
+        await store.create_branch("s1", "a", fork_sequence=5)
+        await fill(store, "s1", 3, branch="a", start=6)
+        await store.create_branch("s1", "b", from_branch="a", fork_sequence=7)
+        await fill(store, "s1", 4, branch="b", start=8)
+        history = await store.read("s1", "b")
+        assert seqs(history) == list(range(1, 12))
+        assert [r.branch_id for r in history] == [MAIN] * 5 + ["a"] * 2 + ["b"] * 4
+        assert seqs(await store.read("s1", "b", 4, 5)) == [4, 5, 6, 7, 8]
+        assert seqs(await store.read("s1", "b", 5, to_sequence=6)) == [5, 6]
+        streamed = [(r.branch_id, r.sequence) async for r in store.iter_events("s1", "b", 5, 3)]
+        assert streamed == [(MAIN, 5), ("a", 6), ("a", 7)]
+
+    async def test_branch_errors(self, store: EventStore) -> None:
+        await fill(store, "s1", 3)
+        await store.create_branch("s1", "alt")
+        with pytest.raises(BranchExists):
+            await store.create_branch("s1", "alt")
+        with pytest.raises(BranchNotFound):
+            await store.create_branch("s1", "x", from_branch="nope")
+        with pytest.raises(BranchNotFound):
+            await store.branch_info("s1", "nope")
+        with pytest.raises(InvalidBranchOperation):
+            await store.create_branch("s1", "far", fork_sequence=4)
+        with pytest.raises(InvalidIdentifier):
+            await store.create_branch("s1", "../evil")
+        assert [b.branch_id for b in await store.list_branches("s1")] == ["alt", MAIN]
+
+    async def test_list_branches_and_info(self, store: EventStore) -> None:
+        await fill(store, "s1", 4)
+        await store.create_branch("s1", "b2", fork_sequence=1)
+        await store.create_branch("s1", "b1", fork_sequence=2)
+        infos = await store.list_branches("s1")
+        assert [i.branch_id for i in infos] == ["b1", "b2", MAIN]
+        main = await store.branch_info("s1", MAIN)
+        assert (main.parent_branch, main.fork_sequence, main.head, main.merged_into) == (None, 0, 4, None)
+        assert main.created_at.tzinfo is not None
+        assert await store.list_branches("unknown") == []
+
+    async def test_merge_appends_own_events_and_closes_source(self, store: EventStore) -> None:
+        await fill(store, "s1", 4)
+        await store.create_branch("s1", "alt", fork_sequence=2)
+        originals = await fill(store, "s1", 3, branch="alt", start=3)
+        result = await store.merge_branch("s1", "alt", MAIN)
+        assert (result.source_branch, result.target_branch) == ("alt", MAIN)
+        assert (result.merged_events, result.target_head) == (3, 7)
+        merged = await store.read("s1", from_sequence=5)
+        assert seqs(merged) == [5, 6, 7]
+        for new, old in zip(merged, originals, strict=True):
+            assert new.branch_id == MAIN and new.kind == old.kind and new.data == old.data
+            assert new.metadata["merged_from"] == {
+                "branch_id": "alt",
+                "sequence": old.sequence,
+                "event_id": old.event_id,
+            }
+            assert new.event_id != old.event_id
+        assert (await store.branch_info("s1", "alt")).merged_into == MAIN
+        with pytest.raises(BranchClosed):
+            await store.append(ev("s1", 6, branch="alt"))
+        with pytest.raises(BranchClosed):
+            await store.create_branch("s1", "again", from_branch="alt")
+        with pytest.raises(BranchClosed):
+            await store.merge_branch("s1", "alt", MAIN)
+        assert seqs(await store.read("s1", "alt")) == [1, 2, 3, 4, 5]
+
+    async def test_merge_errors(self, store: EventStore) -> None:
+        await fill(store, "s1", 2)
+        await store.create_branch("s1", "child")
+        await store.create_branch("s1", "grandchild", from_branch="child")
+        with pytest.raises(InvalidBranchOperation):
+            await store.merge_branch("s1", "child", "child")
+        with pytest.raises(InvalidBranchOperation):
+            await store.merge_branch("s1", "child", "grandchild")
+        with pytest.raises(BranchNotFound):
+            await store.merge_branch("s1", "nope", MAIN)
+        with pytest.raises(BranchNotFound):
+            await store.merge_branch("s1", "child", "nope")
+        assert (await store.branch_info("s1", "child")).merged_into is None
+
+    async def test_merge_of_empty_branch(self, store: EventStore) -> None:
+        await fill(store, "s1", 2)
+        await store.create_branch("s1", "idle")
+        result = await store.merge_branch("s1", "idle", MAIN)
+        assert (result.merged_events, result.target_head) == (0, 2)
+        assert (await store.branch_info("s1", "idle")).merged_into == MAIN
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def test_use_after_close_raises(self, store_factory: StoreFactory) -> None:
+        store = store_factory()
+        async with store:
+            await store.append(ev("s1", 1))
+        with pytest.raises(StoreClosed):
+            await store.append(ev("s1", 2))
+        with pytest.raises(StoreClosed):
+            await store.read("s1")
+        await store.close()
+
+
+class PersistentStoreContract:
+    """For backends whose data outlives the store object: reopen and carry on."""
+
+    async def test_reopen_restores_heads_history_and_branches(self, store_factory: StoreFactory) -> None:
+        async with store_factory() as store:
+            written = await fill(store, "s1", 5)
+            await store.create_branch("s1", "alt", fork_sequence=3)
+            await store.append(ev("s1", 4, branch="alt"))
+            await store.create_branch("s1", "done", fork_sequence=1)
+            await store.append(ev("s1", 2, branch="done"))
+            await store.merge_branch("s1", "done", MAIN)
+        async with store_factory() as store:
+            assert await store.head("s1") == 6
+            assert (await store.read("s1"))[:5] == written
+            assert seqs(await store.read("s1", "alt")) == [1, 2, 3, 4]
+            assert (await store.branch_info("s1", "alt")).fork_sequence == 3
+            assert (await store.branch_info("s1", "done")).merged_into == MAIN
+            await store.append(ev("s1", 7))
+            await store.append(ev("s1", 5, branch="alt"))
+            assert await store.head("s1") == 7
+            assert await store.list_sessions() == ["s1"]

@@ -1,0 +1,7 @@
+"""The contract suite, run over every backend of the ``store_factory`` fixture."""
+
+from eventstore.testing import EventStoreContract
+
+
+class TestContract(EventStoreContract):
+    pass
