@@ -36,15 +36,31 @@ async def _postgres_factory(request: pytest.FixtureRequest) -> AsyncIterator[Sto
     yield  # pragma: no cover
 
 
+async def _factory(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    if backend == "memory":
+        yield MemoryEventStore
+    elif backend == "file":
+        yield _file_factory(tmp_path / "store")
+    else:
+        async for factory in _postgres_factory(request):
+            yield factory
+
+
 @pytest.fixture(params=BACKENDS)
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
     """A callable returning a fresh, unopened store of the parametrized backend."""
-    if request.param == "memory":
-        yield MemoryEventStore
-    elif request.param == "file":
-        yield _file_factory(tmp_path / "store")
-    else:
-        async for factory in _postgres_factory(request):
-            yield factory
+    async for factory in _factory(request.param, request, tmp_path):
+        yield factory
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
+async def persistent_store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    """Like ``store_factory``, over the backends whose data outlives the store object."""
+    async for factory in _factory(request.param, request, tmp_path):
+        yield factory

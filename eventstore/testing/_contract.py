@@ -11,8 +11,9 @@ Use it for your own backend::
             return lambda: MyStore(tmp_path)
 
 ``store_factory()`` returns a fresh, unopened store. For a persistent backend,
-also subclass :class:`PersistentStoreContract`: there, calling the factory again
-must give a store over the same data.
+also subclass :class:`PersistentStoreContract` and provide a
+``persistent_store_factory`` fixture: calling it again must give a store over
+the same data.
 """
 
 from __future__ import annotations
@@ -402,7 +403,10 @@ class EventStoreContract:
 class PersistentStoreContract:
     """For backends whose data outlives the store object: reopen and carry on."""
 
-    async def test_reopen_restores_heads_history_and_branches(self, store_factory: StoreFactory) -> None:
+    async def test_reopen_restores_heads_history_and_branches(
+        self, persistent_store_factory: StoreFactory
+    ) -> None:
+        store_factory = persistent_store_factory
         async with store_factory() as store:
             written = await fill(store, "s1", 5)
             await store.create_branch("s1", "alt", fork_sequence=3)
