@@ -101,9 +101,7 @@ class EventStore(ABC):
 
     def __del__(self) -> None:
         if self._opened and not self._closed and self._needs_close():
-            warnings.warn(
-                f"{type(self).__name__} was never closed", ResourceWarning, stacklevel=2
-            )
+            warnings.warn(f"{type(self).__name__} was never closed", ResourceWarning, stacklevel=2)
 
     def _needs_close(self) -> bool:
         """Whether an unclosed instance holds resources worth a ResourceWarning."""
@@ -333,4 +331,3 @@ class EventStore(ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "unopened"
         return f"<{type(self).__name__} {state}>"
-

@@ -16,11 +16,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def is_valid_identifier(value: object) -> bool:
     """Tell whether ``value`` may name a session or a branch (and so a file)."""
-    return (
-        type(value) is str
-        and _IDENTIFIER.fullmatch(value) is not None
-        and ".." not in value
-    )
+    return type(value) is str and _IDENTIFIER.fullmatch(value) is not None and ".." not in value
 
 
 def check_identifier(value: object, field: str = "session_id") -> str:

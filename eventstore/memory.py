@@ -6,7 +6,6 @@ runs without awaiting in between, so each one is atomic on the event loop.
 
 from __future__ import annotations
 
-
 from ._base import EventStore, resolve_retry
 from ._errors import BranchClosed, BranchExists, BranchNotFound, InvalidBranchOperation
 from ._ids import MAIN
@@ -155,5 +154,3 @@ class MemoryEventStore(EventStore):
 
     async def _list_sessions(self) -> list[str]:
         return sorted(self._sessions)
-
-
