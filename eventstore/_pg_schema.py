@@ -1,0 +1,200 @@
+"""DDL, migrations and the SQL statements of :mod:`eventstore.postgres`.
+
+Every statement is a template over one schema name, rendered once per store so
+asyncpg's per-connection statement cache prepares each of them once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._errors import StorageError
+
+__all__ = ("SCHEMA_VERSION", "Statements", "check_schema_name", "migrate")
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+
+#: The newest layout this code writes; recorded in ``<schema>.schema_version``.
+SCHEMA_VERSION = 1
+
+# Index i holds the DDL that takes the schema from version i to i + 1. A migration
+# is only ever appended, never edited, so every database walks the same path.
+# Identifiers use the "C" collation: sorted like Python sorts them, and faster.
+# data/metadata are ``json``, not ``jsonb``: json keeps the text exactly as sent,
+# so every payload the contract accepts round-trips unchanged (jsonb rejects
+# "\u0000" and rewrites 1e20 as an integer); cast to jsonb in queries to index it.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE {s}.branches (
+        session_id     text COLLATE "C" NOT NULL,
+        branch_id      text COLLATE "C" NOT NULL,
+        parent_branch  text COLLATE "C",
+        fork_sequence  bigint NOT NULL,
+        head           bigint NOT NULL,
+        created_at     timestamptz NOT NULL,
+        updated_at     timestamptz NOT NULL,
+        merged_into    text COLLATE "C",
+        PRIMARY KEY (session_id, branch_id)
+    );
+    CREATE TABLE {s}.events (
+        session_id   text COLLATE "C" NOT NULL,
+        branch_id    text COLLATE "C" NOT NULL,
+        sequence     bigint NOT NULL,
+        event_id     text COLLATE "C" NOT NULL,
+        kind         text NOT NULL,
+        data         json,
+        metadata     json NOT NULL,
+        recorded_at  timestamptz NOT NULL,
+        position     bigint GENERATED ALWAYS AS IDENTITY,
+        PRIMARY KEY (session_id, branch_id, sequence),
+        CONSTRAINT events_event_id_key UNIQUE (session_id, event_id)
+    );
+    """,
+)
+
+
+def check_schema_name(schema: str) -> str:
+    """Return ``schema`` if it is a plain lower-case SQL identifier of at most 48 chars.
+
+    :raises ValueError: otherwise.
+    """
+    if not isinstance(schema, str) or _SCHEMA_NAME.fullmatch(schema) is None:
+        raise ValueError(f"schema must match {_SCHEMA_NAME.pattern}, got {schema!r}")
+    return schema
+
+
+async def migrate(conn: Any, schema: str) -> None:
+    """Create or upgrade the schema; safe when several processes open at once.
+
+    :raises StorageError: if the database holds a newer layout than this code knows.
+    """
+    s = f'"{schema}"'
+    async with conn.transaction():
+        # Serialises concurrent first opens: CREATE ... IF NOT EXISTS alone still
+        # races on the catalog's unique indexes.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"eventjournal:{schema}")
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {s}.schema_version")
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"schema {schema!r} is at version {current}; this eventjournal knows "
+                f"up to {SCHEMA_VERSION}: upgrade eventjournal"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            await conn.execute(_MIGRATIONS[version].format(s=s))
+            await conn.execute(f"INSERT INTO {s}.schema_version (version) VALUES ($1)", version + 1)
+
+
+class Statements:
+    """The SQL of one store, rendered for its schema and notification channel."""
+
+    __slots__ = (
+        "append_new",
+        "append_next",
+        "branch",
+        "branch_for_share",
+        "branches",
+        "branches_for_update",
+        "create_branch",
+        "ensure_main",
+        "head",
+        "own_events",
+        "read",
+        "recent_heads",
+        "sessions",
+    )
+
+    def __init__(self, schema: str, channel: str) -> None:
+        s = f'"{schema}"'
+        # $3 first sequence, $4..$8 one array per column, $9 the notification payload.
+        # The events insert reads from the branch row the first CTE updated, so the
+        # head check and the insert are one atomic statement: a stale head updates
+        # no row and inserts nothing; the primary key still backs it up.
+        insert_tail = f"""
+        , e AS (
+            INSERT INTO {s}.events
+                (session_id, branch_id, sequence, event_id, kind, data, metadata, recorded_at)
+            SELECT $1, $2, $3 + u.n - 1, u.event_id, u.kind, u.data::json, u.metadata::json,
+                   u.recorded_at
+            FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
+                           $8::timestamptz[])
+                    WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
+        )
+        SELECT b.head, pg_notify('{channel}', $9::text) FROM b
+        """
+        new_head = "$3::bigint + cardinality($4::text[]) - 1"
+        self.append_next = f"""
+        WITH b AS (
+            UPDATE {s}.branches SET head = {new_head}, updated_at = now()
+            WHERE session_id = $1 AND branch_id = $2
+              AND head = $3::bigint - 1 AND merged_into IS NULL
+            RETURNING head
+        ){insert_tail}"""
+        # Sequence 1 may create a root branch; ON CONFLICT makes create-or-advance
+        # one atomic step, re-checked against the row's newest version.
+        self.append_new = f"""
+        WITH b AS (
+            INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
+                fork_sequence, head, created_at, updated_at)
+            VALUES ($1, $2, NULL, 0, {new_head}, now(), now())
+            ON CONFLICT (session_id, branch_id) DO UPDATE
+                SET head = EXCLUDED.head, updated_at = now()
+                WHERE br.head = $3::bigint - 1 AND br.merged_into IS NULL
+            RETURNING head
+        ){insert_tail}"""
+        cols = "branch_id, parent_branch, fork_sequence, head, created_at, merged_into"
+        self.head = f"SELECT head FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
+        self.branch = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
+        self.branch_for_share = self.branch + " FOR SHARE"
+        self.branches = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 ORDER BY branch_id"
+        self.branches_for_update = (
+            f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = ANY($2)"
+            " ORDER BY branch_id FOR UPDATE"
+        )
+        self.ensure_main = (
+            f"INSERT INTO {s}.branches (session_id, branch_id, parent_branch, fork_sequence,"
+            " head, created_at, updated_at) VALUES ($1, 'main', NULL, 0, 0, now(), now())"
+            " ON CONFLICT DO NOTHING"
+        )
+        self.create_branch = (
+            f"INSERT INTO {s}.branches (session_id, branch_id, parent_branch, fork_sequence,"
+            " head, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, now(), now())"
+            f" ON CONFLICT DO NOTHING RETURNING {cols}"
+        )
+        self.sessions = f"SELECT DISTINCT session_id FROM {s}.branches ORDER BY session_id"
+        self.recent_heads = (
+            f"SELECT session_id, branch_id, head FROM {s}.branches WHERE updated_at >= $1"
+        )
+        event_cols = "branch_id, sequence, event_id, kind, data, metadata, recorded_at"
+        self.own_events = (
+            f"SELECT {event_cols} FROM {s}.events"
+            " WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence"
+        )
+        # The logical history in one round trip: walk up the ancestors (pruning
+        # those wholly below the range), then one index range scan per segment.
+        self.read = f"""
+        WITH RECURSIVE chain (branch_id, parent_branch, fork_sequence, upper) AS (
+            SELECT branch_id, parent_branch, fork_sequence, least(head, $4::bigint)
+            FROM {s}.branches WHERE session_id = $1 AND branch_id = $2
+          UNION ALL
+            SELECT p.branch_id, p.parent_branch, p.fork_sequence,
+                   least(c.upper, c.fork_sequence)
+            FROM chain c JOIN {s}.branches p
+              ON p.session_id = $1 AND p.branch_id = c.parent_branch
+            WHERE least(c.upper, c.fork_sequence) >= $3::bigint
+        )
+        SELECT e.{event_cols.replace(", ", ", e.")}
+        FROM chain c CROSS JOIN LATERAL (
+            SELECT * FROM {s}.events x
+            WHERE x.session_id = $1 AND x.branch_id = c.branch_id
+              AND x.sequence > c.fork_sequence AND x.sequence >= $3::bigint
+              AND x.sequence <= c.upper
+            ORDER BY x.sequence LIMIT $5::bigint
+        ) e
+        ORDER BY e.sequence LIMIT $5::bigint
+        """

@@ -1,0 +1,376 @@
+"""``PostgresEventStore``: many writer processes on many machines share one database.
+
+Needs the ``postgres`` extra (asyncpg)::
+
+    from eventstore.postgres import PostgresEventStore
+
+    async with PostgresEventStore("postgresql://app@db/app", schema="eventjournal") as store:
+        await store.append(EventRecord.new("s1", "main", 1, "message", {"text": "hi"}))
+
+Opening creates the schema if it is missing (under an advisory lock, so many
+processes may open at once) and records its layout in ``schema_version``.
+
+Layout. ``branches(session_id, branch_id, parent_branch, fork_sequence, head,
+created_at, updated_at, merged_into)`` with primary key ``(session_id,
+branch_id)``, and ``events(session_id, branch_id, sequence, event_id, kind,
+data, metadata, recorded_at, position)`` with primary key ``(session_id,
+branch_id, sequence)`` and ``UNIQUE (session_id, event_id)``. A branch stores
+only its own events; forks copy nothing and a lineage read is one query
+walking up the ancestors (copy-on-write, like every backend).
+
+Sequence checks are atomic, never read-then-write: one statement advances the
+branch row's ``head`` only where it equals ``sequence - 1`` (or creates the
+row, for sequence 1) and inserts the events from that same row, so a stale or
+gapped append changes nothing; the primary key backs it up. A single append or
+a batch is one round trip. A lost connection mid-append raises
+:class:`~eventstore.StorageError`; whether the commit landed is then unknown,
+and re-appending the same records is safe (they are recognised by ``event_id``).
+
+Live events cross processes with ``LISTEN/NOTIFY``: each append's transaction
+notifies ``<schema>.events`` with the written position range (never the
+payload), delivered on commit; :meth:`PostgresEventStore.watch` yields the
+positions other store instances wrote.
+
+Scaling out with Citus: every table's key starts with ``session_id`` and every
+query filters on it (only :meth:`~PostgresEventStore.list_sessions` and the
+listener's reconnect scan span sessions), so both tables distribute by session
+and stay co-located, making each operation a single-shard transaction::
+
+    SELECT create_distributed_table('eventjournal.events', 'session_id');
+    SELECT create_distributed_table('eventjournal.branches', 'session_id',
+                                    colocate_with => 'eventjournal.events');
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ._base import EventStore, resolve_retry
+from ._errors import (
+    BranchClosed,
+    BranchExists,
+    BranchNotFound,
+    EventStoreError,
+    InvalidBranchOperation,
+    InvalidEvent,
+    StorageError,
+    StoreClosed,
+)
+from ._ids import MAIN
+from ._lineage import check_merge, merged_records
+from ._pg_listen import Listener, encode_notice
+from ._pg_schema import Statements, check_schema_name, migrate
+from ._records import BranchInfo, EventRecord, MergeResult, Position, utc_now
+from ._ulid import new_ulid
+
+__all__ = ("PostgresEventStore",)
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+#: Stands in for "no upper bound" in range queries.
+_NO_END = 2**62
+#: Attempts before an append that keeps losing races to branch creation gives up.
+_APPEND_ATTEMPTS = 8
+
+
+def _record(session_id: str, row: Any) -> EventRecord:
+    return EventRecord(
+        session_id, row[0], row[1], row[3], _decode(row[4]), _decode(row[5]), row[2], row[6]
+    )
+
+
+def _info(session_id: str, row: Any) -> BranchInfo:
+    return BranchInfo(session_id, row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+async def _no_reset(_conn: Any) -> None:
+    # The store keeps no session state on pooled connections (no SET, LISTEN or
+    # session advisory lock), so asyncpg's reset query would be a wasted round
+    # trip per operation; open transactions are still rolled back by the pool.
+    return None
+
+
+class PostgresEventStore(EventStore):
+    """An :class:`~eventstore.EventStore` in PostgreSQL, shared by many writer processes.
+
+    :param dsn: a libpq connection string or URL.
+    :param schema: the schema holding the tables; created if missing.
+    :param min_size: connections the pool keeps open.
+    :param max_size: most connections the pool opens.
+    :param connect_kwargs: passed on to :func:`asyncpg.create_pool`.
+    :raises ValueError: for a schema name that is not a plain lower-case identifier.
+    """
+
+    shared_writers = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "eventjournal",
+        min_size: int = 1,
+        max_size: int = 10,
+        **connect_kwargs: Any,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = check_schema_name(schema)
+        self._pool_args: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
+        self._connect_kwargs = connect_kwargs
+        self._instance_id = new_ulid()
+        channel = f"{schema}.events"
+        self._sql = Statements(schema, channel)
+        self._pool: Any = None
+        self._listener = Listener(self._connect, channel, self._instance_id, self._sql.recent_heads)
+
+    @property
+    def schema(self) -> str:
+        """The schema holding this store's tables."""
+        return self._schema
+
+    def __repr__(self) -> str:
+        return f"<PostgresEventStore schema={self._schema!r} {super().__repr__()[1:-1]}>"
+
+    # -- plumbing ----------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate asyncpg's errors into the store's, once, at the boundary."""
+        try:
+            yield
+        except EventStoreError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if self._closed:
+                raise StoreClosed() from exc
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _connect(self) -> Any:
+        settings = {"application_name": "eventjournal", "jit": "off"}
+        return asyncpg.connect(self._dsn, server_settings=settings, **self._connect_kwargs)
+
+    async def _open(self) -> None:
+        with self._errors():
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                reset=_no_reset,
+                server_settings={"application_name": "eventjournal", "jit": "off"},
+                **self._pool_args,
+                **self._connect_kwargs,
+            )
+            try:
+                async with self._pool.acquire() as conn:
+                    await migrate(conn, self._schema)
+            except BaseException:
+                await self._pool.close()
+                raise
+
+    async def _close(self) -> None:
+        await self._listener.close()
+        pool, self._pool = self._pool, None
+        try:
+            await asyncio.wait_for(pool.close(), 10)
+        except (TimeoutError, asyncpg.InterfaceError, OSError):
+            pool.terminate()
+
+    def watch(self) -> AsyncIterator[Position]:
+        """Positions other store instances (any process, any machine) commit from now on.
+
+        Positions come in commit order per branch, one per event; a position is a
+        wake-up, read the record itself with :meth:`read`. After a lost listening
+        connection the store reconnects and announces the heads of the branches
+        written meanwhile. Iteration ends when the store closes.
+
+        :raises StorageError: if the listening connection cannot be made.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        return self._watch()
+
+    async def _watch(self) -> AsyncIterator[Position]:
+        await self._ready()
+        async for position in self._listener.watch():
+            yield position
+
+    # -- writes ----------------------------------------------------------------
+
+    async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
+        with self._errors():
+            async with self._pool.acquire() as conn:
+                for _ in range(_APPEND_ATTEMPTS):
+                    if await self._insert(conn, events):
+                        return events
+                    stored = await self._settle(conn, events)
+                    if stored is not None:
+                        return stored
+        first = events[0]
+        raise StorageError(f"append to {first.session_id}/{first.branch_id} kept losing races")
+
+    async def _insert(self, conn: Any, events: Sequence[EventRecord]) -> bool:
+        """Run the atomic head-check-and-insert; False if the head was not ``first - 1``."""
+        first = events[0]
+        last = first.sequence + len(events) - 1
+        sql = self._sql.append_new if first.sequence == 1 else self._sql.append_next
+        try:
+            row = await conn.fetchrow(
+                sql,
+                first.session_id,
+                first.branch_id,
+                first.sequence,
+                [e.event_id for e in events],
+                [e.kind for e in events],
+                [_encode(e.data).decode() for e in events],
+                [_encode(e.metadata).decode() for e in events],
+                [e.recorded_at for e in events],
+                encode_notice(
+                    self._instance_id, first.session_id, first.branch_id, first.sequence, last
+                ),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_key":
+                raise InvalidEvent(
+                    f"an event of this batch reuses an event_id already stored in session "
+                    f"{first.session_id!r} at another position: {exc.detail}"
+                ) from exc
+            # The primary key caught what the head check should have: same outcome.
+            return False
+        return row is not None
+
+    async def _settle(self, conn: Any, events: list[EventRecord]) -> list[EventRecord] | None:
+        """After a refused insert: the stored records of a retry, or the typed error.
+
+        Returns None when the branch moved to exactly ``first - 1`` meanwhile
+        (a concurrent creation), so the insert is worth another try.
+        """
+        first = events[0]
+        row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
+        head = 0 if row is None else row[3]
+        if first.sequence != head + 1:
+            stored = await self._read_on(
+                conn, first.session_id, first.branch_id, first.sequence, events[-1].sequence, None
+            )
+            return resolve_retry(stored, events, head)
+        if row is not None and row[5] is not None:
+            raise BranchClosed(first.session_id, first.branch_id, row[5])
+        return None
+
+    async def _create_branch(
+        self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
+    ) -> BranchInfo:
+        sql = self._sql
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchrow(sql.branch, session_id, branch_id) is not None:
+                    raise BranchExists(session_id, branch_id)
+                if from_branch == MAIN:
+                    await conn.execute(sql.ensure_main, session_id)
+                # FOR SHARE holds off merges and appends on the parent until we commit,
+                # so the fork point checked here stays valid.
+                parent = await conn.fetchrow(sql.branch_for_share, session_id, from_branch)
+                if parent is None:
+                    raise BranchNotFound(session_id, from_branch)
+                if parent[5] is not None:
+                    raise BranchClosed(session_id, from_branch, parent[5])
+                at = parent[3] if fork_sequence is None else fork_sequence
+                if at > parent[3]:
+                    raise InvalidBranchOperation(
+                        session_id,
+                        branch_id,
+                        f"fork_sequence {at} is beyond the head {parent[3]} of {from_branch!r}",
+                    )
+                row = await conn.fetchrow(sql.create_branch, session_id, branch_id, from_branch, at)
+                if row is None:
+                    raise BranchExists(session_id, branch_id)
+                return _info(session_id, row)
+
+    async def _merge_branch(
+        self, session_id: str, source_branch: str, target_branch: str
+    ) -> MergeResult:
+        sql = self._sql
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                if MAIN in (source_branch, target_branch):
+                    await conn.execute(sql.ensure_main, session_id)
+                names = sorted({source_branch, target_branch})
+                locked = {
+                    row[0]: _info(session_id, row)
+                    for row in await conn.fetch(sql.branches_for_update, session_id, names)
+                }
+                for name in (source_branch, target_branch):
+                    if name not in locked:
+                        raise BranchNotFound(session_id, name)
+                everything = {
+                    row[0]: _info(session_id, row)
+                    for row in await conn.fetch(sql.branches, session_id)
+                }
+                check_merge(everything, session_id, source_branch, target_branch)
+                for name in (source_branch, target_branch):
+                    if locked[name].merged_into is not None:
+                        raise BranchClosed(session_id, name, locked[name].merged_into)
+                source_rows = await conn.fetch(sql.own_events, session_id, source_branch)
+                target = locked[target_branch]
+                records = merged_records(
+                    (_record(session_id, r) for r in source_rows), target_branch, target.head
+                )
+                # Both rows are locked, so this insert cannot lose a race.
+                if records and not await self._insert(conn, records):
+                    raise StorageError(f"merge into {session_id}/{target_branch} lost its lock")
+                await conn.execute(
+                    f'UPDATE "{self._schema}".branches SET merged_into = $3, updated_at = now()'
+                    " WHERE session_id = $1 AND branch_id = $2",
+                    session_id,
+                    source_branch,
+                    target_branch,
+                )
+        return MergeResult(source_branch, target_branch, len(records), target.head + len(records))
+
+    # -- reads -------------------------------------------------------------------
+
+    async def _read(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> list[EventRecord]:
+        with self._errors():
+            async with self._pool.acquire() as conn:
+                return await self._read_on(conn, session_id, branch_id, start, end, limit)
+
+    async def _read_on(
+        self,
+        conn: Any,
+        session_id: str,
+        branch_id: str,
+        start: int,
+        end: int | None,
+        limit: int | None,
+    ) -> list[EventRecord]:
+        rows = await conn.fetch(
+            self._sql.read, session_id, branch_id, start, _NO_END if end is None else end, limit
+        )
+        return [_record(session_id, row) for row in rows]
+
+    async def _head(self, session_id: str, branch_id: str) -> int:
+        with self._errors():
+            head = await self._pool.fetchval(self._sql.head, session_id, branch_id)
+        return 0 if head is None else int(head)
+
+    async def _list_branches(self, session_id: str) -> list[BranchInfo]:
+        with self._errors():
+            rows = await self._pool.fetch(self._sql.branches, session_id)
+        return [_info(session_id, row) for row in rows]
+
+    async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
+        with self._errors():
+            row = await self._pool.fetchrow(self._sql.branch, session_id, branch_id)
+        if row is not None:
+            return _info(session_id, row)
+        if branch_id != MAIN:
+            raise BranchNotFound(session_id, branch_id)
+        return BranchInfo(session_id, MAIN, None, 0, 0, utc_now())
+
+    async def _list_sessions(self) -> list[str]:
+        with self._errors():
+            rows = await self._pool.fetch(self._sql.sessions)
+        return [row[0] for row in rows]
