@@ -1,0 +1,47 @@
+"""The physical limit: what the disk and the decoder allow with no store at all.
+
+Same bytes as the JSONL store writes (``encode_line`` of the same records),
+written by a plain ``os.write`` loop into an ``O_APPEND`` file, and read back
+with one ``read`` + ``msgspec`` ``decode_lines``. A store cannot beat these
+in the same configuration; how close it gets is the engineering headroom.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from eventstore import EventRecord
+
+from ._harness import chunks
+
+__all__ = ("read_decode", "write_lines")
+
+_decode_lines = msgspec.json.Decoder(EventRecord).decode_lines
+
+
+def write_lines(path: Path, lines: list[bytes], *, fsync: bool, per: int = 1) -> float:
+    """Seconds to write ``lines`` ``per`` at a time, fsyncing each write if asked."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    fd = os.open(path, flags, 0o644)
+    try:
+        groups = [b"".join(group) for group in chunks(lines, per)] if per > 1 else lines
+        start = time.perf_counter()
+        for data in groups:
+            os.write(fd, data)
+            if fsync:
+                os.fsync(fd)
+        return time.perf_counter() - start
+    finally:
+        os.close(fd)
+
+
+def read_decode(path: Path) -> tuple[float, int]:
+    """Seconds to read the whole file and decode every line; and the count."""
+    start = time.perf_counter()
+    with open(path, "rb") as f:
+        records = _decode_lines(f.read())
+    return time.perf_counter() - start, len(records)

@@ -1,0 +1,252 @@
+"""Read workloads over long histories: full replay, tail read, cold open, fork.
+
+The histories are built once per run (ours with ``append_batch`` of large
+batches and ``durability="write"``; the peer with 10,000-event transactions)
+and shared by the workloads. The scale goals compare our cost on the big
+history with our cost on the small one: it must not grow with the log.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from . import _limits, _peers
+from ._harness import (
+    Context,
+    Goal,
+    Row,
+    best_rate,
+    file_store,
+    make_records,
+    median,
+    record_lines,
+    side,
+)
+
+__all__ = ("WORKLOADS",)
+
+#: Events per ``append_batch`` / SQLite transaction while building histories.
+BUILD_BATCH = 10_000
+
+
+def _session(size: int) -> str:
+    return f"h{size}"
+
+
+def _label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size:,}"
+
+
+async def _ours(ctx: Context, size: int) -> Path:
+    """The root of a file store holding one ``size``-event branch (built once)."""
+    key = f"ours-{size}"
+    if key not in ctx.cache:
+        root = ctx.path(key)
+        store = file_store(root, "write")
+        start = time.perf_counter()
+        async with store:
+            for first in range(1, size + 1, BUILD_BATCH):
+                count = min(BUILD_BATCH, size - first + 1)
+                await store.append_batch(make_records(_session(size), count, start=first))
+        ctx.cache[f"build-{key}"] = size / (time.perf_counter() - start)
+        ctx.cache[key] = root
+    built: Path = ctx.cache[key]
+    return built
+
+
+def _peer(ctx: Context, size: int) -> Path:
+    """The file of an eventsourcing SQLite database holding ``size`` events (built once)."""
+    key = f"peer-{size}"
+    if key not in ctx.cache:
+        path = ctx.path(f"{key}.sqlite")
+        sqlite = _peers.SqlitePeer.fresh(path)
+        start = time.perf_counter()
+        for first in range(1, size + 1, BUILD_BATCH):
+            count = min(BUILD_BATCH, size - first + 1)
+            sqlite.insert(_peers.stored_events(_session(size), count, start=first))
+        ctx.cache[f"build-{key}"] = size / (time.perf_counter() - start)
+        sqlite.close()
+        ctx.cache[key] = path
+    built: Path = ctx.cache[key]
+    return built
+
+
+def _limit_file(ctx: Context, size: int) -> Path:
+    path = ctx.path(f"limit-{size}.jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for first in range(1, size + 1, BUILD_BATCH):
+            count = min(BUILD_BATCH, size - first + 1)
+            os.write(fd, b"".join(record_lines(make_records(_session(size), count, start=first))))
+    finally:
+        os.close(fd)
+    return path
+
+
+async def replay(ctx: Context) -> list[Row]:
+    """Workload 4: stream a whole long branch from a freshly opened store."""
+    size = ctx.sizes.big
+    row = Row(f"full replay, {_label(size)} events", "ev/s")
+
+    async def ours() -> float:
+        root = await _ours(ctx, size)
+        durations = []
+        for _ in range(ctx.sizes.repeats):
+            async with file_store(root) as store:
+                start = time.perf_counter()
+                count = 0
+                async for _event in store.iter_events(_session(size)):
+                    count += 1
+                durations.append(time.perf_counter() - start)
+            if count != size:
+                raise AssertionError(f"replayed {count} events, expected {size}")
+        return best_rate(size, durations)
+
+    async def peer() -> float:
+        path = _peer(ctx, size)
+        durations = []
+        for _ in range(ctx.sizes.repeats):
+            sqlite = _peers.SqlitePeer(path)
+            start = time.perf_counter()
+            count = _peers.decode_all(sqlite.select(_session(size)))
+            durations.append(time.perf_counter() - start)
+            sqlite.close()
+            if count != size:
+                raise AssertionError(f"peer replayed {count} events, expected {size}")
+        return best_rate(size, durations)
+
+    async def limit() -> float:
+        path = _limit_file(ctx, size)
+        best = min(_limits.read_decode(path)[0] for _ in range(ctx.sizes.repeats))
+        path.unlink()
+        return size / best
+
+    row.ours = await side(row, "ours", ours)
+    row.baseline_name = "SQLite select_events"
+    row.baseline = await side(row, "peer", peer)
+    row.limit = await side(row, "limit", limit)
+    row.goal = Goal("min_ratio", 2.0, ">= 2x SQLite")
+    for key in (f"build-ours-{size}", f"build-peer-{size}"):
+        if key in ctx.cache:
+            row.detail[key] = ctx.cache[key]
+    return [row]
+
+
+async def _scaled(
+    ctx: Context,
+    what: str,
+    sizes: tuple[int, int],
+    ours_cost: Callable[[int], Awaitable[float]],
+    peer_cost: Callable[[int], Awaitable[float]] | None,
+) -> list[Row]:
+    """Two rows: the small history against the peer, the big one against the small."""
+    small_size, big_size = sizes
+    small = Row(f"{what} @{_label(small_size)}", "s")
+    big = Row(f"{what} @{_label(big_size)}", "s")
+    small.ours = await side(small, "ours", lambda: ours_cost(small_size))
+    big.ours = await side(big, "ours", lambda: ours_cost(big_size))
+    if peer_cost is not None:
+        small.baseline_name = "SQLite"
+        small.baseline = await side(small, "peer", lambda: peer_cost(small_size))
+        big_peer = await side(big, "peer", lambda: peer_cost(big_size))
+        if big_peer is not None:
+            big.detail["sqlite"] = big_peer
+            big.note = "; ".join(filter(None, [big.note, f"SQLite {big_peer * 1e6:.0f} µs"]))
+    big.baseline_name = f"ours @{_label(small_size)}"
+    big.baseline = small.ours
+    big.goal = Goal("max_ratio", 2.0, f"<= 2x @{_label(small_size)}")
+    return [small, big]
+
+
+async def tail(ctx: Context) -> list[Row]:
+    """Workload 5: the last 100 events of a branch, warm store, median of samples."""
+
+    async def ours(size: int) -> float:
+        root = await _ours(ctx, size)
+        samples = []
+        async with file_store(root) as store:
+            head = await store.head(_session(size))
+            await store.read(_session(size), from_sequence=head - 99)
+            for _ in range(ctx.sizes.samples):
+                start = time.perf_counter()
+                events = await store.read(_session(size), from_sequence=head - 99)
+                samples.append(time.perf_counter() - start)
+            if len(events) != 100 or events[-1].sequence != size:
+                raise AssertionError(f"tail read returned {len(events)} events")
+        return median(samples)
+
+    async def peer(size: int) -> float:
+        sqlite = _peers.SqlitePeer(_peer(ctx, size))
+        samples = []
+        try:
+            for _ in range(ctx.sizes.samples + 1):
+                start = time.perf_counter()
+                _peers.decode_all(sqlite.select(_session(size), gt=size - 100))
+                samples.append(time.perf_counter() - start)
+        finally:
+            sqlite.close()
+        return median(samples[1:])
+
+    return await _scaled(ctx, "tail read 100", (ctx.sizes.small, ctx.sizes.big), ours, peer)
+
+
+async def cold_open(ctx: Context) -> list[Row]:
+    """Workload 6: a new store object each time, opened until it knows the head."""
+
+    async def ours(size: int) -> float:
+        root = await _ours(ctx, size)
+        samples = []
+        for _ in range(ctx.sizes.samples):
+            store = file_store(root)
+            start = time.perf_counter()
+            await store.open()
+            head = await store.head(_session(size))
+            samples.append(time.perf_counter() - start)
+            await store.close()
+            if head != size:
+                raise AssertionError(f"cold open found head {head}, expected {size}")
+        return median(samples)
+
+    async def peer(size: int) -> float:
+        path = _peer(ctx, size)
+        samples = []
+        for _ in range(ctx.sizes.samples):
+            start = time.perf_counter()
+            sqlite = _peers.SqlitePeer(path)
+            head = sqlite.head(_session(size))
+            samples.append(time.perf_counter() - start)
+            sqlite.close()
+            if head != size:
+                raise AssertionError(f"peer head {head}, expected {size}")
+        return median(samples)
+
+    return await _scaled(ctx, "cold open -> head", (ctx.sizes.small, ctx.sizes.big), ours, peer)
+
+
+async def fork(ctx: Context) -> list[Row]:
+    """Workload 7: ``create_branch`` at the head of a short and a long history."""
+
+    async def ours(size: int) -> float:
+        root = await _ours(ctx, size)
+        samples = []
+        async with file_store(root) as store:
+            await store.head(_session(size))
+            for i in range(ctx.sizes.samples):
+                start = time.perf_counter()
+                info = await store.create_branch(_session(size), f"fork-{i}")
+                samples.append(time.perf_counter() - start)
+                if info.head != size:
+                    raise AssertionError(f"fork head {info.head}, expected {size}")
+        return median(samples)
+
+    rows = await _scaled(
+        ctx, "fork (create_branch)", (ctx.sizes.fork_small, ctx.sizes.big), ours, None
+    )
+    rows[0].note = "; ".join(filter(None, [rows[0].note, "eventsourcing has no branches"]))
+    return rows
+
+
+WORKLOADS = (replay, tail, cold_open, fork)
