@@ -120,7 +120,10 @@ async def replay(ctx: Context) -> list[Row]:
 
     async def limit() -> float:
         path = _limit_file(ctx, size)
-        best = min(_limits.read_decode(path)[0] for _ in range(ctx.sizes.repeats))
+        repeats = range(ctx.sizes.repeats)
+        best = min(_limits.read_decode(path)[0] for _ in repeats)
+        no_gc = min(_limits.read_decode(path, collect=False)[0] for _ in repeats)
+        row.detail["limit_gc_disabled"] = size / no_gc
         path.unlink()
         return size / best
 
