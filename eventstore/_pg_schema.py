@@ -111,23 +111,23 @@ class Statements:
 
     def __init__(self, schema: str, channel: str) -> None:
         s = f'"{schema}"'
-        # $3 first sequence, $4..$8 one array per column, $9 the notification payload.
-        # The events insert reads from the branch row the first CTE updated, so the
-        # head check and the insert are one atomic statement: a stale head updates
-        # no row and inserts nothing; the primary key still backs it up.
+        # $3 first sequence, $4 how many, $5 the records as one JSON array (msgspec
+        # encodes a whole batch in one call; the server splits it in one pass),
+        # $6 the notification payload. The events insert reads from the branch row
+        # the first CTE advanced, so the head check and the insert are one atomic
+        # statement: a stale head advances no row and inserts nothing, and the
+        # primary key still backs it up.
         insert_tail = f"""
         , e AS (
             INSERT INTO {s}.events
                 (session_id, branch_id, sequence, event_id, kind, data, metadata, recorded_at)
-            SELECT $1, $2, $3 + u.n - 1, u.event_id, u.kind, u.data::json, u.metadata::json,
-                   u.recorded_at
-            FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
-                           $8::timestamptz[])
-                    WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
+            SELECT $1, $2, u.sequence, u.event_id, u.kind, u.data, u.metadata, u.recorded_at
+            FROM b, json_to_recordset($5::json) AS u(sequence bigint, event_id text,
+                kind text, data json, metadata json, recorded_at timestamptz)
         )
-        SELECT b.head, pg_notify('{channel}', $9::text) FROM b
+        SELECT b.head, pg_notify('{channel}', $6::text) FROM b
         """
-        new_head = "$3::bigint + cardinality($4::text[]) - 1"
+        new_head = "$3::bigint + $4::bigint - 1"
         self.append_next = f"""
         WITH b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()
@@ -176,7 +176,9 @@ class Statements:
             " WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence"
         )
         # The logical history in one round trip: walk up the ancestors (pruning
-        # those wholly below the range), then one index range scan per segment.
+        # those wholly below the range), then one ordered index range scan per
+        # segment, each capped at the limit. Segments are disjoint in sequence, so
+        # the caller orders and trims the rows (cheaper than a server-side sort).
         self.read = f"""
         WITH RECURSIVE chain (branch_id, parent_branch, fork_sequence, upper) AS (
             SELECT branch_id, parent_branch, fork_sequence, least(head, $4::bigint)
@@ -196,5 +198,4 @@ class Statements:
               AND x.sequence <= c.upper
             ORDER BY x.sequence LIMIT $5::bigint
         ) e
-        ORDER BY e.sequence LIMIT $5::bigint
         """

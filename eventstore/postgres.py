@@ -44,6 +44,7 @@ and stay co-located, making each operation a single-shard transaction::
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -77,6 +78,9 @@ _decode = msgspec.json.decode
 _NO_END = 2**62
 #: Attempts before an append that keeps losing races to branch creation gives up.
 _APPEND_ATTEMPTS = 8
+
+
+_by_sequence = operator.itemgetter(1)
 
 
 def _record(session_id: str, row: Any) -> EventRecord:
@@ -221,11 +225,8 @@ class PostgresEventStore(EventStore):
                 first.session_id,
                 first.branch_id,
                 first.sequence,
-                [e.event_id for e in events],
-                [e.kind for e in events],
-                [_encode(e.data).decode() for e in events],
-                [_encode(e.metadata).decode() for e in events],
-                [e.recorded_at for e in events],
+                len(events),
+                _encode(events).decode(),
                 encode_notice(
                     self._instance_id, first.session_id, first.branch_id, first.sequence, last
                 ),
@@ -349,6 +350,9 @@ class PostgresEventStore(EventStore):
         rows = await conn.fetch(
             self._sql.read, session_id, branch_id, start, _NO_END if end is None else end, limit
         )
+        rows.sort(key=_by_sequence)
+        if limit is not None:
+            del rows[limit:]
         return [_record(session_id, row) for row in rows]
 
     async def _head(self, session_id: str, branch_id: str) -> int:
