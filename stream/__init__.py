@@ -1,0 +1,26 @@
+"""stream: the broadcast hub and catch-up subscriptions.
+
+:class:`EventStreamHub` fans published events out to bounded per-subscriber
+buffers without ever blocking the writer. A :class:`Subscription` joins a
+store's history to the hub's live events with no gap and no duplicate:
+:class:`BranchSubscription` for one branch's logical history,
+:class:`AllSubscription` for live events of every session.
+"""
+
+from ._hub import EventReceiver as EventReceiver
+from ._hub import EventStreamHub as EventStreamHub
+from ._hub import HubStatistics as HubStatistics
+from ._hub import ReceiverStatistics as ReceiverStatistics
+from ._subscription import AllSubscription as AllSubscription
+from ._subscription import BranchSubscription as BranchSubscription
+from ._subscription import Subscription as Subscription
+
+__all__ = (
+    "AllSubscription",
+    "BranchSubscription",
+    "EventReceiver",
+    "EventStreamHub",
+    "HubStatistics",
+    "ReceiverStatistics",
+    "Subscription",
+)

@@ -1,0 +1,293 @@
+"""Catch-up subscriptions: the store's history first, then the hub's live events.
+
+The invariant every subscription keeps: register with the hub *before* reading
+the store. An event is stored before it is published, so whatever the backlog
+read misses is already on its way through the receiver, and whatever the
+receiver misses (a full buffer) is in the store. Between the two, a delivered
+position tells what to skip and what to re-read.
+
+State changes only between awaits and never while a store read is pending, so
+cancelling a consumer loses nothing: the next ``__anext__`` re-reads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from eventstore import MAIN, EventRecord, EventStore, EventStoreError, check_identifier
+
+from ._hub import EventReceiver, EventStreamHub, Key, ReceiverStatistics, _frozen
+
+__all__ = ("AllSubscription", "BranchSubscription", "Subscription")
+
+#: Records per store read while catching up.
+PAGE_SIZE = 1000
+
+#: Per-branch recovery marks an :class:`AllSubscription` keeps at most.
+_MAX_MARKS = 10_000
+
+
+class Subscription(ABC):
+    """An async iterator of events that is also an async context manager.
+
+    ``async with journal.subscribe(...) as sub: async for event in sub: ...``.
+    Iteration ends when the subscription is closed (:meth:`aclose`) or its hub
+    is closed; events already buffered in memory are delivered first in the
+    latter case. A subscription that is garbage collected unclosed leaves its
+    hub quietly.
+    """
+
+    def __init__(self, store: EventStore, receiver: EventReceiver) -> None:
+        self._store = store
+        # Keeping the public receiver means it leaves the hub when we are collected.
+        self._handle = receiver
+        self._receiver = receiver._buffer
+        self._pending: deque[EventRecord] = deque()
+        self._closed = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> EventRecord:
+        """The next event.
+
+        :raises StopAsyncIteration: once closed, or once the hub closed and
+            everything already in memory was delivered.
+        :raises EventStoreError: if reading the store failed (the subscription
+            stays usable: iterate again to retry).
+        """
+
+    @property
+    def closed(self) -> bool:
+        """Whether iteration is over (closed here or by the hub)."""
+        return self._closed or self._handle.closed
+
+    def statistics(self) -> ReceiverStatistics:
+        """The live buffer's statistics."""
+        return self._handle.statistics()
+
+    def close(self) -> None:
+        """Stop: leave the hub, forget buffered events; iteration ends. Idempotent."""
+        self._closed = True
+        self._pending.clear()
+        self._handle.close()
+
+    async def aclose(self) -> None:
+        """Async alias of :meth:`close`."""
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _stop(self) -> StopAsyncIteration:
+        self.close()
+        return StopAsyncIteration()
+
+    async def _read(self, key: Key, start: int, limit: int) -> list[EventRecord] | None:
+        """Read from the store, or ``None`` if the subscription ended meanwhile.
+
+        :raises EventStoreError: if the read failed while the hub is still open.
+        """
+        try:
+            page = await self._store.read(key[0], key[1], start, limit)
+        except EventStoreError:
+            if self._handle.closed or self._closed:
+                # The journal closed the store under us: that is the end, not an error.
+                return None
+            raise
+        return None if self._closed else page
+
+
+class BranchSubscription(Subscription):
+    """Every event of one branch's logical history after ``after_sequence``, then live.
+
+    On a fork the inherited events come first, as the store reads them. The
+    events are yielded in sequence order, each exactly once, however the live
+    ones arrive: a duplicate is skipped, a gap or a lagged buffer is re-read
+    from the store. The backlog is paged, never capped.
+
+    :param after_sequence: deliver sequences above this one (0: everything).
+    :raises InvalidIdentifier: for a bad id.
+    :raises ValueError: for a negative ``after_sequence``.
+    :raises anyio.ClosedResourceError: if the hub was closed.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        hub: EventStreamHub,
+        session_id: str,
+        branch_id: str = MAIN,
+        after_sequence: int = 0,
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        if type(after_sequence) is not int or after_sequence < 0:
+            raise ValueError(f"after_sequence must be an int >= 0, got {after_sequence!r}")
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        # Registering first is what makes the seam exact; see the module docstring.
+        super().__init__(store, hub.subscribe(session_id, branch_id))
+        self._key = (session_id, branch_id)
+        self._last = after_sequence
+        self._page_size = page_size
+        self._catching_up = True
+
+    @property
+    def session_id(self) -> str:
+        return self._key[0]
+
+    @property
+    def branch_id(self) -> str:
+        return self._key[1]
+
+    @property
+    def position(self) -> int:
+        """The last sequence delivered (``after_sequence`` before the first one).
+
+        Resubscribing with ``after_sequence=position`` resumes exactly here.
+        """
+        return self._last
+
+    async def __anext__(self) -> EventRecord:
+        receiver = self._receiver
+        while True:
+            if self._closed:
+                raise self._stop()
+            if self._pending:
+                event = self._pending.popleft()
+                self._last = event.sequence
+                return event
+            if receiver._losses:
+                # Whatever was dropped is in the store after our position.
+                receiver._take_losses()
+                self._catching_up = True
+            if self._catching_up:
+                if self._handle.closed or not await self._catch_up():
+                    raise self._stop()
+                continue
+            live = receiver._pop()
+            if live is None:
+                if self._handle.closed:
+                    raise self._stop()
+                await receiver._wait()
+                continue
+            sequence = live.sequence
+            if sequence == self._last + 1:
+                self._last = sequence
+                return live
+            if sequence > self._last:
+                # Publishers raced: the store has the gap (and this event).
+                self._catching_up = True
+
+    async def _catch_up(self) -> bool:
+        page = await self._read(self._key, self._last + 1, self._page_size)
+        if page is None:
+            return False
+        if page and page[0].sequence != self._last + 1:
+            return True  # another task moved us on during the read; read again
+        self._pending.extend(page)
+        if len(page) < self._page_size:
+            self._catching_up = False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<BranchSubscription {self._key[0]}/{self._key[1]} position={self._last}>"
+
+
+class AllSubscription(Subscription):
+    """Live events of every session and branch, filtered by kind and session.
+
+    There is no global order. Per session and branch, events arrive in the
+    order they were published (sequence order for one journal), each once:
+    when the live buffer overflows, the lost ranges are re-read from the store
+    after the events buffered before them, and their later live copies skipped.
+
+    :param kinds: only these kinds (default: all).
+    :param session_ids: only these sessions (default: all).
+    :raises InvalidIdentifier: for a bad session id.
+    :raises anyio.ClosedResourceError: if the hub was closed.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        hub: EventStreamHub,
+        *,
+        kinds: Iterable[str] | None = None,
+        session_ids: Iterable[str] | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        super().__init__(store, hub.subscribe_all(kinds=kinds, session_ids=session_ids))
+        self._kinds = _frozen(kinds, "kinds")
+        self._page_size = page_size
+        # Ranges still to re-read: [key, next sequence].
+        self._recovering: deque[tuple[Key, int]] = deque()
+        # key -> last sequence re-read from the store; live copies up to it are stale.
+        self._marks: dict[Key, int] = {}
+
+    async def __anext__(self) -> EventRecord:
+        receiver = self._receiver
+        while True:
+            if self._closed:
+                raise self._stop()
+            if self._pending:
+                return self._pending.popleft()
+            if self._recovering:
+                if self._handle.closed or not await self._recover():
+                    raise self._stop()
+                continue
+            for key, lost in receiver._take_losses(due_only=True):
+                self._recovering.append((key, max(lost, self._marks.get(key, 0) + 1)))
+            if self._recovering:
+                continue
+            event = receiver._pop()
+            if event is None:
+                if self._handle.closed:
+                    raise self._stop()
+                await receiver._wait()
+                continue
+            if self._marks:
+                mark = self._marks.get((event.session_id, event.branch_id))
+                if mark is not None and event.sequence <= mark:
+                    continue
+            return event
+
+    async def _recover(self) -> bool:
+        key, start = self._recovering[0]
+        page = await self._read(key, start, self._page_size)
+        if page is None:
+            return False
+        if not self._recovering or self._recovering[0] != (key, start):
+            return True  # another task advanced the recovery during the read
+        if len(page) < self._page_size:
+            self._recovering.popleft()
+        else:
+            self._recovering[0] = (key, page[-1].sequence + 1)
+        if not page:
+            return True
+        kinds = self._kinds
+        self._pending.extend(e for e in page if kinds is None or e.kind in kinds)
+        self._marks.pop(key, None)
+        self._marks[key] = page[-1].sequence
+        if len(self._marks) > _MAX_MARKS:
+            # Oldest first: its stale live copies are long consumed.
+            del self._marks[next(iter(self._marks))]
+        return True
+
+    def __repr__(self) -> str:
+        kinds = sorted(self._kinds) if self._kinds is not None else "all"
+        return f"<AllSubscription kinds={kinds} recovering={len(self._recovering)}>"
