@@ -43,7 +43,6 @@ and stay co-located, making each operation a single-shard transaction::
 
 from __future__ import annotations
 
-import asyncio
 import operator
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +65,7 @@ from ._errors import (
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records
 from ._pg_listen import Listener, encode_notice
+from ._pg_pool import ConnectionPool
 from ._pg_schema import Statements, check_schema_name, migrate
 from ._records import BranchInfo, EventRecord, MergeResult, Position, utc_now
 from ._ulid import new_ulid
@@ -93,13 +93,6 @@ def _info(session_id: str, row: Any) -> BranchInfo:
     return BranchInfo(session_id, row[0], row[1], row[2], row[3], row[4], row[5])
 
 
-async def _no_reset(_conn: Any) -> None:
-    # The store keeps no session state on pooled connections (no SET, LISTEN or
-    # session advisory lock), so asyncpg's reset query would be a wasted round
-    # trip per operation; open transactions are still rolled back by the pool.
-    return None
-
-
 class PostgresEventStore(EventStore):
     """An :class:`~eventstore.EventStore` in PostgreSQL, shared by many writer processes.
 
@@ -107,8 +100,9 @@ class PostgresEventStore(EventStore):
     :param schema: the schema holding the tables; created if missing.
     :param min_size: connections the pool keeps open.
     :param max_size: most connections the pool opens.
-    :param connect_kwargs: passed on to :func:`asyncpg.create_pool`.
-    :raises ValueError: for a schema name that is not a plain lower-case identifier.
+    :param connect_kwargs: passed on to :func:`asyncpg.connect` (``ssl``, ``timeout``...).
+    :raises ValueError: for a schema name that is not a plain lower-case identifier,
+        or pool sizes outside ``0 <= min_size <= max_size``, ``max_size >= 1``.
     """
 
     shared_writers = True
@@ -124,12 +118,11 @@ class PostgresEventStore(EventStore):
     ) -> None:
         self._dsn = dsn
         self._schema = check_schema_name(schema)
-        self._pool_args: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
         self._connect_kwargs = connect_kwargs
         self._instance_id = new_ulid()
         channel = f"{schema}.events"
         self._sql = Statements(schema, channel)
-        self._pool: Any = None
+        self._pool = ConnectionPool(self._connect, min_size=min_size, max_size=max_size)
         self._listener = Listener(self._connect, channel, self._instance_id, self._sql.recent_heads)
 
     @property
@@ -155,18 +148,13 @@ class PostgresEventStore(EventStore):
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
     def _connect(self) -> Any:
+        # JIT compiling the lineage query costs more than running it.
         settings = {"application_name": "eventjournal", "jit": "off"}
         return asyncpg.connect(self._dsn, server_settings=settings, **self._connect_kwargs)
 
     async def _open(self) -> None:
         with self._errors():
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                reset=_no_reset,
-                server_settings={"application_name": "eventjournal", "jit": "off"},
-                **self._pool_args,
-                **self._connect_kwargs,
-            )
+            await self._pool.open()
             try:
                 async with self._pool.acquire() as conn:
                     await migrate(conn, self._schema)
@@ -176,11 +164,7 @@ class PostgresEventStore(EventStore):
 
     async def _close(self) -> None:
         await self._listener.close()
-        pool, self._pool = self._pool, None
-        try:
-            await asyncio.wait_for(pool.close(), 10)
-        except (TimeoutError, asyncpg.InterfaceError, OSError):
-            pool.terminate()
+        await self._pool.close()
 
     def watch(self) -> AsyncIterator[Position]:
         """Positions other store instances (any process, any machine) commit from now on.
@@ -357,8 +341,8 @@ class PostgresEventStore(EventStore):
 
     async def _head(self, session_id: str, branch_id: str) -> int:
         with self._errors():
-            head = await self._pool.fetchval(self._sql.head, session_id, branch_id)
-        return 0 if head is None else int(head)
+            row = await self._pool.fetchrow(self._sql.head, session_id, branch_id)
+        return 0 if row is None else int(row[0])
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
         with self._errors():
