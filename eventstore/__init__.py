@@ -27,6 +27,7 @@ from ._records import EventRecord as EventRecord
 from ._records import MergeResult as MergeResult
 from ._records import Position as Position
 from ._ulid import new_ulid as new_ulid
+from .file import FileEventStore as FileEventStore
 from .memory import MemoryEventStore as MemoryEventStore
 
 __all__ = (
@@ -39,6 +40,7 @@ __all__ = (
     "EventRecord",
     "EventStore",
     "EventStoreError",
+    "FileEventStore",
     "InvalidBranchOperation",
     "InvalidEvent",
     "InvalidIdentifier",

@@ -1,0 +1,461 @@
+"""The one thread that owns the file store's blocking I/O, with group commit.
+
+Coroutines never touch a file descriptor: they put work on a queue and await a
+future (aiosqlite's design). The thread drains *everything* pending each round,
+writes each file's appends with one ``pwrite`` and makes the round durable with
+one sync, so concurrent appends across sessions share the cost of an fsync.
+Results go back to each event loop with one ``call_soon_threadsafe`` per round.
+
+Every system call goes through a :class:`FileOps` object: the seam tests use to
+inject ``ENOSPC`` or ``EIO`` at any write or sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import functools
+import os
+import queue
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import StorageError
+
+__all__ = ("FileOps", "Writer", "storage_error")
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+#: ``done(error)`` runs on the loop before the caller's future is resolved.
+Done = Callable[[BaseException | None], None]
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Translate an :class:`OSError` into the store's :class:`StorageError`."""
+    return StorageError(f"{what}: {exc.strerror or exc}", exc.errno)
+
+
+class FileOps:
+    """The system calls the file store makes, one method each.
+
+    The default implementation calls :mod:`os`. Tests subclass it and raise
+    ``OSError(errno.ENOSPC, ...)`` from :meth:`pwrite`, :meth:`fsync` or
+    :meth:`syncfs` to check that a failed write loses nothing acknowledged.
+    """
+
+    def open(self, path: str, flags: int, mode: int = 0o600, *, dir_fd: int | None = None) -> int:
+        return os.open(path, flags | _CLOEXEC, mode, dir_fd=dir_fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def has_syncfs(self) -> bool:
+        """Whether :meth:`syncfs` can flush a whole file system in one call."""
+        return _syncfs is not None
+
+    def syncfs(self, fd: int) -> None:
+        """Flush every dirty file of the file system holding ``fd`` (Linux ``syncfs``)."""
+        if _syncfs is None:  # pragma: no cover - guarded by has_syncfs
+            raise OSError(errno.ENOSYS, "syncfs is not available")
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def fstat(self, fd: int) -> os.stat_result:
+        return os.fstat(fd)
+
+    def mkdir(self, path: str, mode: int = 0o700, *, dir_fd: int | None = None) -> None:
+        os.mkdir(path, mode, dir_fd=dir_fd)
+
+    def replace(self, src: str, dst: str, *, dir_fd: int) -> None:
+        os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+    def unlink(self, path: str, *, dir_fd: int | None = None) -> None:
+        os.unlink(path, dir_fd=dir_fd)
+
+
+class _Handle:
+    __slots__ = ("dirty", "fd", "new", "size")
+
+    def __init__(self, fd: int, size: int, new: bool) -> None:
+        self.fd = fd
+        #: Bytes acknowledged good; a failed write is cut back to it.
+        self.size = size
+        #: Created by this store and its directory entry not yet synced.
+        self.new = new
+        #: A rollback truncate failed and must be retried before the next write.
+        self.dirty = False
+
+
+class _Item:
+    __slots__ = ("done", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: Done | None) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.done = done
+
+
+class _Write(_Item):
+    __slots__ = ("data", "directory", "name", "offset")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        done: Done | None,
+        directory: str,
+        name: str,
+        offset: int,
+        data: bytes,
+    ) -> None:
+        super().__init__(loop, done)
+        self.directory = directory
+        self.name = name
+        self.offset = offset
+        self.data = data
+
+
+class _Call(_Item):
+    __slots__ = ("args", "fn")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        super().__init__(loop, None)
+        self.fn = fn
+        self.args = args
+
+
+class _Stop(_Item):
+    """End the thread after this round; ``loop`` is ``None`` when nobody waits."""
+
+    __slots__ = ()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not None:
+            super().__init__(loop, None)
+        else:
+            self.done = None
+
+
+_Result = tuple[_Item, Any, BaseException | None]
+
+
+class Writer:
+    """Owner of every file descriptor of one store, run by one daemon thread.
+
+    :param ops: the system-call seam.
+    :param sync: make each round durable (``durability="fsync"``).
+    :param sync_fd: a descriptor on the store's file system for ``syncfs``.
+    :param read_only: open files read-only and never create them.
+    :param max_open: descriptors kept open between rounds (least recently used go).
+    :param syncfs_threshold: a round touching this many files syncs the whole file
+        system once instead of fsyncing each (ext4 then commits one journal
+        transaction instead of one per file).
+    """
+
+    def __init__(
+        self,
+        ops: FileOps,
+        *,
+        sync: bool,
+        sync_fd: int | None,
+        read_only: bool,
+        max_open: int = 256,
+        syncfs_threshold: int = 4,
+    ) -> None:
+        self.ops = ops
+        self._sync = sync
+        self._sync_fd = sync_fd
+        self._read_only = read_only
+        self._max_open = max_open
+        self._syncfs_threshold = syncfs_threshold if ops.has_syncfs() else sys.maxsize
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._handles: OrderedDict[str, _Handle] = OrderedDict()
+        self._thread = threading.Thread(target=self._run, name="eventstore-file-io", daemon=True)
+        self._stopped = False
+        #: Counters for tests and ``statistics``: rounds, writes, file syncs.
+        self.rounds = 0
+        self.writes = 0
+        self.syncs = 0
+
+    # -- loop side -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(
+        self, directory: str, name: str, offset: int, data: bytes, done: Done
+    ) -> asyncio.Future[None]:
+        """Queue ``data`` for ``directory/name`` at ``offset`` (which must be its good size).
+
+        ``done`` runs on the loop with the outcome even if the caller was
+        cancelled, so the caller's state never disagrees with the file.
+        """
+        item = _Write(asyncio.get_running_loop(), done, directory, name, offset, data)
+        self._queue.put(item)
+        return item.future
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on the I/O thread, between rounds of writes."""
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        item = _Call(asyncio.get_running_loop(), fn, args)
+        self._queue.put(item)
+        return item.future
+
+    async def stop(self) -> None:
+        """Finish everything queued, close every descriptor, end the thread."""
+        if self._stopped:
+            return
+        self._stopped = True
+        item = _Stop(asyncio.get_running_loop())
+        self._queue.put(item)
+        await item.future
+        await asyncio.to_thread(self._thread.join)
+
+    def stop_nowait(self) -> None:
+        """Stop without waiting (for a store garbage-collected while open)."""
+        if not self._stopped:
+            self._stopped = True
+            self._queue.put(_Stop(None))
+
+    # -- I/O thread ------------------------------------------------------------
+
+    def handle(self, directory: str, name: str, *, create: bool = False) -> _Handle | None:
+        """The cached descriptor of a file, opened without following symlinks.
+
+        :returns: ``None`` if the file does not exist and ``create`` is false.
+        """
+        key = f"{directory}/{name}"
+        found = self._handles.get(key)
+        if found is not None:
+            self._handles.move_to_end(key)
+            return found
+        ops = self.ops
+        dir_fd = ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+        try:
+            flags = (os.O_RDONLY if self._read_only else os.O_RDWR) | _NOFOLLOW
+            new = False
+            try:
+                fd = ops.open(name, flags, dir_fd=dir_fd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                fd = ops.open(name, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dir_fd)
+                new = True
+        finally:
+            ops.close(dir_fd)
+        created = _Handle(fd, ops.fstat(fd).st_size, new)
+        self._handles[key] = created
+        return created
+
+    def _run(self) -> None:
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        while True:
+            items = [get()]
+            while True:
+                try:
+                    items.append(get_nowait())
+                except queue.Empty:
+                    break
+            stops = [item for item in items if isinstance(item, _Stop)]
+            self._round([item for item in items if not isinstance(item, _Stop)])
+            if stops:
+                self._close_all()
+                self._post([(item, None, None) for item in stops if hasattr(item, "future")])
+                return
+
+    def _round(self, items: list[_Item]) -> None:
+        self.rounds += 1
+        results: list[_Result] = []
+        writes: dict[tuple[str, str], list[_Write]] = {}
+        for item in items:
+            if isinstance(item, _Write):
+                writes.setdefault((item.directory, item.name), []).append(item)
+            else:
+                assert isinstance(item, _Call)
+                try:
+                    results.append((item, item.fn(*item.args), None))
+                except OSError as exc:
+                    results.append((item, None, storage_error(exc, "file store I/O failed")))
+                except BaseException as exc:  # handed to the caller, not lost in the thread
+                    results.append((item, None, exc))
+        if writes:
+            self._commit(writes, results)
+        while len(self._handles) > self._max_open:
+            _, old = self._handles.popitem(last=False)
+            self.ops.close(old.fd)
+        self._post(results)
+
+    def _post(self, results: list[_Result]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+        for result in results:
+            by_loop.setdefault(result[0].loop, []).append(result)
+        for loop, batch in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, batch)
+
+    def _commit(self, writes: dict[tuple[str, str], list[_Write]], results: list[_Result]) -> None:
+        staged: list[tuple[_Handle, str, list[_Write], int]] = []
+        for (directory, name), items in writes.items():
+            path = f"{directory}/{name}"
+            try:
+                found = self.handle(directory, name, create=True)
+                assert found is not None
+                handle = found
+                if handle.dirty:
+                    self._truncate(handle)
+            except OSError as exc:
+                error = storage_error(exc, f"cannot open {path}")
+                results.extend((item, None, error) for item in items)
+                continue
+            end = handle.size
+            chunks: list[bytes] = []
+            accepted: list[_Write] = []
+            for item in items:
+                if item.offset != end:
+                    # Built on a write that failed: its sequences no longer follow.
+                    lost = StorageError(f"an earlier write to {path} failed")
+                    results.append((item, None, lost))
+                    continue
+                chunks.append(item.data)
+                end += len(item.data)
+                accepted.append(item)
+            if not accepted:
+                continue
+            try:
+                self._pwrite_all(handle, b"".join(chunks))
+            except OSError as exc:
+                self._rollback(handle, accepted, results, storage_error(exc, f"write {path}"))
+                continue
+            staged.append((handle, path, accepted, end))
+        if self._sync and staged:
+            staged = self._sync_round(staged, results)
+        for handle, _, accepted, end in staged:
+            handle.size = end
+            self.writes += len(accepted)
+            results.extend((item, None, None) for item in accepted)
+
+    def _sync_round(
+        self, staged: list[tuple[_Handle, str, list[_Write], int]], results: list[_Result]
+    ) -> list[tuple[_Handle, str, list[_Write], int]]:
+        ops = self.ops
+        if len(staged) >= self._syncfs_threshold and self._sync_fd is not None:
+            try:
+                self.syncs += 1
+                ops.syncfs(self._sync_fd)
+            except OSError as exc:
+                error = storage_error(exc, "syncfs")
+                for handle, _, accepted, _ in staged:
+                    self._rollback(handle, accepted, results, error)
+                return []
+            for handle, *_ in staged:
+                handle.new = False
+            return staged
+        kept = []
+        for entry in staged:
+            handle, path, accepted, _ = entry
+            try:
+                self.syncs += 1
+                ops.fsync(handle.fd)
+                if handle.new:
+                    self._sync_directory(path.rpartition("/")[0])
+                    handle.new = False
+            except OSError as exc:
+                self._rollback(handle, accepted, results, storage_error(exc, f"fsync {path}"))
+                continue
+            kept.append(entry)
+        return kept
+
+    def _sync_directory(self, directory: str) -> None:
+        fd = self.ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+        try:
+            self.ops.fsync(fd)
+        finally:
+            self.ops.close(fd)
+
+    def _pwrite_all(self, handle: _Handle, data: bytes) -> None:
+        view = memoryview(data)
+        offset = handle.size
+        while view:
+            written = self.ops.pwrite(handle.fd, view, offset)
+            if written <= 0:
+                raise OSError(errno.EIO, "short write")
+            view = view[written:]
+            offset += written
+
+    def _rollback(
+        self,
+        handle: _Handle,
+        accepted: list[_Write],
+        results: list[_Result],
+        error: StorageError,
+    ) -> None:
+        # Cut the file back to its last acknowledged byte so no partial line
+        # survives; if even that fails, retry before the next write touches it.
+        try:
+            self._truncate(handle)
+        except OSError:
+            handle.dirty = True
+        results.extend((item, None, error) for item in accepted)
+
+    def _truncate(self, handle: _Handle) -> None:
+        self.ops.ftruncate(handle.fd, handle.size)
+        handle.dirty = False
+
+    def _close_all(self) -> None:
+        while self._handles:
+            _, handle = self._handles.popitem()
+            self.ops.close(handle.fd)
+
+
+def _deliver(batch: list[_Result]) -> None:
+    for item, value, error in batch:
+        if item.done is not None:
+            item.done(error)
+        future = item.future
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)

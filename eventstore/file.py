@@ -1,0 +1,705 @@
+"""``FileEventStore``: the embedded default, plain JSONL files under one directory.
+
+Layout::
+
+    <root>/.lock                          exclusive flock of the one writer
+    <root>/<session_id>/branches.json     the branch graph, replaced atomically
+    <root>/<session_id>/<branch_id>.jsonl the branch's own events, one record a line
+    <root>/<session_id>/<branch_id>.jsonl.torn   torn tails cut off after a crash
+
+A fork stores only its own events; its inherited history is read from each
+ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
+runs on one I/O thread (:mod:`eventstore._file_writer`) which commits all
+pending appends of a round with one write per file and one sync.
+
+Appends are pipelined: the sequence check and the hand-off to the I/O thread
+happen in one step on the event loop (no await in between), so concurrent
+appends to one branch share a round too. Each write names the byte offset it
+expects; when a write fails the file is cut back, later writes built on it fail
+with it, and the branch's pending head returns to its durable head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
+
+import msgspec
+
+from ._base import EventStore, resolve_retry
+from ._codec import encode_line
+from ._errors import (
+    BranchClosed,
+    BranchExists,
+    BranchNotFound,
+    InvalidBranchOperation,
+    InvalidEvent,
+    ReadOnlyStore,
+    StorageError,
+)
+from ._file_index import SPACING, read_chunk
+from ._file_lock import acquire_lock, release_lock
+from ._file_manifest import BranchMeta, Manifest, PendingMerge, read_manifest, write_manifest
+from ._file_session import Branch, Session, list_session_dirs, manifest_stamp
+from ._file_tail import cut_back, open_tail
+from ._file_writer import FileOps, Writer
+from ._ids import MAIN, check_identifier
+from ._lineage import check_merge, merged_records, segments
+from ._records import BranchInfo, EventRecord, MergeResult, utc_now
+
+__all__ = ("FileEventStore", "FileStoreStatistics")
+
+#: Bytes of records one read call on the I/O thread returns at most.
+_READ_BUDGET = 256 * 1024
+
+
+class FileStoreStatistics(msgspec.Struct, frozen=True):
+    """Counters of a :class:`FileEventStore`, for tests and monitoring.
+
+    ``syncs`` counts ``fsync``/``syncfs`` calls made for appends: with group
+    commit it grows slower than ``writes`` under concurrency.
+    """
+
+    rounds: int
+    writes: int
+    syncs: int
+    cached_sessions: int
+
+
+class FileEventStore(EventStore):
+    """An :class:`EventStore` over JSONL files under ``root``.
+
+    :param root: the store's directory, created (mode ``0o700``) if missing.
+    :param durability: ``"fsync"`` (default): an append returns once its bytes are
+        on stable storage; ``"write"``: once the OS has them (survives a process
+        crash, not a power loss). Manifests and torn-tail cuts follow the same rule.
+    :param read_only: open without the writer lock, beside a writer in this or
+        another process; writes raise :class:`ReadOnlyStore` and heads are
+        re-read from the files on every call, so :meth:`follow` sees new events.
+    :param max_record_size: the largest encoded record accepted, in bytes.
+    :param max_cached_sessions: sessions whose state stays cached; idle ones
+        beyond it are evicted, least recently used first.
+    :param ops: the system-call seam (:class:`eventstore._file_writer.FileOps`);
+        tests pass one that fails on purpose.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        durability: Literal["fsync", "write"] = "fsync",
+        read_only: bool = False,
+        max_record_size: int = 1 << 20,
+        max_cached_sessions: int = 1024,
+        ops: FileOps | None = None,
+    ) -> None:
+        if durability not in ("fsync", "write"):
+            raise ValueError(f"durability must be 'fsync' or 'write', got {durability!r}")
+        if max_record_size < 1 or max_cached_sessions < 1:
+            raise ValueError("max_record_size and max_cached_sessions must be positive")
+        self.root = os.path.abspath(os.fspath(root))
+        self.durability = durability
+        self.read_only = read_only
+        self.max_record_size = max_record_size
+        self._max_sessions = max_cached_sessions
+        self._ops = FileOps() if ops is None else ops
+        self._sync = durability == "fsync"
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock_fd: int | None = None
+        self._root_fd: int | None = None
+        self._writer: Writer | None = None
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else self.durability
+        return f"<FileEventStore {self.root!r} {mode} {super().__repr__()[1:-1].split()[-1]}>"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._lock_fd, self._root_fd = await asyncio.to_thread(self._open_root)
+        self._writer = Writer(
+            self._ops, sync=self._sync, sync_fd=self._root_fd, read_only=self.read_only
+        )
+        self._writer.start()
+
+    def _open_root(self) -> tuple[int | None, int]:
+        lock_fd = None
+        if not self.read_only:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            lock_fd = acquire_lock(self.root)
+        try:
+            root_fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            if lock_fd is not None:
+                release_lock(lock_fd)
+            raise StorageError(f"cannot open {self.root}: {exc.strerror}", exc.errno) from exc
+        return lock_fd, root_fd
+
+    async def _close(self) -> None:
+        try:
+            if self._writer is not None:
+                await self._writer.stop()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+        if self._lock_fd is not None:
+            release_lock(self._lock_fd)
+            self._lock_fd = None
+        self._sessions.clear()
+
+    def __del__(self) -> None:
+        # Warn first (the base class), then let go of the thread and the lock so
+        # a forgotten store does not keep the root locked for the process's life.
+        try:
+            super().__del__()
+        finally:
+            if self._opened and not self._closed:
+                if self._writer is not None:
+                    self._writer.stop_nowait()
+                if self._lock_fd is not None:
+                    release_lock(self._lock_fd)
+                    self._lock_fd = None
+
+    def statistics(self) -> FileStoreStatistics:
+        """Counters of the I/O thread and the session cache."""
+        writer = self._writer
+        return FileStoreStatistics(
+            rounds=0 if writer is None else writer.rounds,
+            writes=0 if writer is None else writer.writes,
+            syncs=0 if writer is None else writer.syncs,
+            cached_sessions=len(self._sessions),
+        )
+
+    @property
+    def _io(self) -> Writer:
+        assert self._writer is not None
+        return self._writer
+
+    # -- sessions and branches ---------------------------------------------------
+
+    def _entry(self, session_id: str) -> Session:
+        sessions = self._sessions
+        session = sessions.get(session_id)
+        if session is None:
+            session = Session(session_id, f"{self.root}/{session_id}")
+            sessions[session_id] = session
+            # Evict idle sessions, least recently used first; busy ones move back.
+            for _ in range(len(sessions) - self._max_sessions):
+                oldest = next(iter(sessions.values()))
+                if oldest.idle():
+                    del sessions[oldest.session_id]
+                else:
+                    sessions.move_to_end(oldest.session_id)
+        else:
+            sessions.move_to_end(session_id)
+        return session
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, session_id: str) -> AsyncIterator[Session]:
+        session = self._entry(session_id)
+        session.users += 1
+        try:
+            async with session.lock:
+                await self._load_session(session)
+                yield session
+        finally:
+            session.users -= 1
+
+    async def _load_session(self, session: Session) -> None:
+        if session.loaded and not self.read_only:
+            return
+        stamp, manifest = await self._io.call(self._read_manifest, session)
+        if session.loaded and stamp == session.stamp:
+            return
+        session.stamp = stamp
+        session.exists = manifest is not None
+        if manifest is not None:
+            session.apply(manifest)
+        session.loaded = True
+        if manifest is not None and manifest.pending_merge is not None:
+            await self._settle_merge(session, manifest.pending_merge)
+
+    def _read_manifest(self, session: Session) -> tuple[object, Manifest | None]:
+        stamp = manifest_stamp(session.directory)
+        if session.loaded and stamp == session.stamp:
+            return stamp, None
+        return stamp, read_manifest(self._ops, session.directory, session.session_id)
+
+    async def _write_manifest(self, session: Session) -> None:
+        manifest = session.manifest()
+        assert self._root_fd is not None
+        await self._io.call(
+            write_manifest, self._ops, self._root_fd, session.directory, manifest, sync=self._sync
+        )
+        session.exists = True
+
+    async def _load_branch(self, session: Session, branch: Branch) -> None:
+        if branch.loaded and not self.read_only:
+            return
+        found = await self._io.call(
+            open_tail,
+            self._io,
+            session.directory,
+            branch.file,
+            session.session_id,
+            branch.branch_id,
+            branch.fork_sequence,
+            branch.size if branch.loaded else -1,
+            repair=not self.read_only,
+            sync=self._sync,
+        )
+        if found is not None:
+            branch.reset(*found)
+        branch.loaded = True
+
+    async def _load_lineage(self, session: Session, branch_id: str) -> None:
+        current: str | None = branch_id
+        while current is not None:
+            branch = session.branches[current]
+            await self._load_branch(session, branch)
+            current = branch.parent_branch
+
+    async def _settle_merge(self, session: Session, pending: PendingMerge) -> None:
+        """Finish the bookkeeping of a merge a crash interrupted, or undo it."""
+        target = session.branches[pending.target]
+        source = session.branches[pending.source]
+        await self._load_branch(session, target)
+        done = target.head >= pending.target_head + pending.count
+        if self.read_only:
+            if not done:
+                source.meta.merged_into = None
+            return
+        if not done:
+            await self._io.call(
+                cut_back,
+                self._io,
+                session.directory,
+                target.file,
+                pending.target_size,
+                sync=self._sync,
+            )
+            target.reset(pending.target_head, pending.target_size)
+            source.meta.merged_into = None
+        session.pending_merge = None
+        await self._write_manifest(session)
+
+    def _implicit_main(self, session: Session, branch_id: str) -> Branch:
+        branch = session.branches.get(branch_id)
+        if branch is not None:
+            return branch
+        if branch_id != MAIN:
+            raise BranchNotFound(session.session_id, branch_id)
+        branch = Branch(BranchMeta(branch_id=MAIN, created_at=utc_now()))
+        session.branches[MAIN] = branch
+        return branch
+
+    async def _drain(self, branch: Branch) -> None:
+        while branch.inflight:
+            waiter = asyncio.get_running_loop().create_future()
+            branch.waiters.append(waiter)
+            await waiter
+
+    # -- writes ----------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore()
+
+    def _encode(self, events: Sequence[EventRecord]) -> list[bytes]:
+        lines = [encode_line(event) for event in events]
+        for event, line in zip(events, lines, strict=True):
+            if len(line) > self.max_record_size:
+                raise InvalidEvent(
+                    f"record {event.sequence} is {len(line)} bytes, "
+                    f"above max_record_size {self.max_record_size}"
+                )
+        return lines
+
+    async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
+        self._check_writable()
+        lines = self._encode(events)
+        first = events[0]
+        session = self._sessions.get(first.session_id)
+        if session is not None and session.loaded and not session.lock.locked():
+            branch = session.branches.get(first.branch_id)
+            if (
+                branch is not None
+                and branch.loaded
+                and branch.meta.merged_into is None
+                and first.sequence == branch.pending_head + 1
+            ):
+                await self._submit(session, branch, events, lines)
+                return events
+        async with self._locked(first.session_id) as session:
+            pending = await self._append_locked(session, events, lines)
+            if isinstance(pending, list):
+                return pending
+        await pending
+        return events
+
+    async def _append_locked(
+        self, session: Session, events: list[EventRecord], lines: list[bytes]
+    ) -> list[EventRecord] | asyncio.Future[None]:
+        first = events[0]
+        branch = session.branches.get(first.branch_id)
+        if branch is None:
+            if first.sequence != 1:
+                return resolve_retry([], events, 0)  # raises: nothing is stored there
+            branch = Branch(BranchMeta(branch_id=first.branch_id, created_at=utc_now()))
+            session.branches[first.branch_id] = branch
+            try:
+                await self._write_manifest(session)
+            except BaseException:
+                del session.branches[first.branch_id]
+                raise
+        await self._load_branch(session, branch)
+        if first.sequence != branch.pending_head + 1:
+            await self._drain(branch)
+            if first.sequence != branch.head + 1:
+                stored = await self._read_list(
+                    session, first.branch_id, first.sequence, events[-1].sequence, None
+                )
+                return resolve_retry(stored, events, branch.head)
+        if branch.meta.merged_into is not None:
+            raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
+        return self._submit(session, branch, events, lines)
+
+    def _submit(
+        self, session: Session, branch: Branch, events: list[EventRecord], lines: list[bytes]
+    ) -> asyncio.Future[None]:
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        offset = branch.pending_size
+        first = events[0].sequence
+        last = events[-1].sequence
+        generation = branch.generation
+        branch.pending_size = offset + len(data)
+        branch.pending_head = last
+        branch.inflight += 1
+        session.inflight += 1
+
+        def done(error: BaseException | None) -> None:
+            session.inflight -= 1
+            if error is None:
+                branch.head = last
+                branch.size = offset + len(data)
+                if first - branch.noted >= SPACING:
+                    branch.index.note(first, offset)
+                    branch.noted = first
+            elif generation == branch.generation:
+                # Later writes were built on this one and fail with it: start
+                # again from what is durable.
+                branch.generation += 1
+                branch.pending_head = branch.head
+                branch.pending_size = branch.size
+            branch.inflight -= 1
+            if not branch.inflight:
+                branch.wake()
+
+        return self._io.write(session.directory, branch.file, offset, data, done)
+
+    async def _create_branch(
+        self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
+    ) -> BranchInfo:
+        self._check_writable()
+        async with self._locked(session_id) as session:
+            if branch_id in session.branches:
+                raise BranchExists(session_id, branch_id)
+            parent = self._implicit_main(session, from_branch)
+            await self._load_branch(session, parent)
+            await self._drain(parent)
+            if parent.meta.merged_into is not None:
+                raise BranchClosed(session_id, from_branch, parent.meta.merged_into)
+            at = parent.head if fork_sequence is None else fork_sequence
+            if at > parent.head:
+                raise InvalidBranchOperation(
+                    session_id,
+                    branch_id,
+                    f"fork_sequence {at} is beyond the head {parent.head} of {from_branch!r}",
+                )
+            meta = BranchMeta(
+                branch_id=branch_id,
+                parent_branch=from_branch,
+                fork_sequence=at,
+                created_at=utc_now(),
+            )
+            branch = Branch(meta)
+            session.branches[branch_id] = branch
+            try:
+                await self._write_manifest(session)
+            except BaseException:
+                del session.branches[branch_id]
+                raise
+            await self._load_branch(session, branch)
+            return branch.info(session_id)
+
+    async def _merge_branch(
+        self, session_id: str, source_branch: str, target_branch: str
+    ) -> MergeResult:
+        self._check_writable()
+        # Shielded: once the merge has recorded its intent it must run to the end,
+        # whatever happens to the caller.
+        task = asyncio.ensure_future(self._merge(session_id, source_branch, target_branch))
+        return await asyncio.shield(task)
+
+    async def _merge(self, session_id: str, source_id: str, target_id: str) -> MergeResult:
+        async with self._locked(session_id) as session:
+            source = self._implicit_main(session, source_id)
+            target = self._implicit_main(session, target_id)
+            check_merge(session.branches, session_id, source_id, target_id)
+            for name, branch in ((source_id, source), (target_id, target)):
+                if branch.meta.merged_into is not None:
+                    raise BranchClosed(session_id, name, branch.meta.merged_into)
+            await self._load_branch(session, source)
+            await self._load_branch(session, target)
+            await self._drain(source)
+            await self._drain(target)
+            own = await self._read_own_all(session, source)
+            records = merged_records(own, target_id, target.head)
+            lines = self._encode(records)
+            source.meta.merged_into = target_id
+            if records:
+                session.pending_merge = PendingMerge(
+                    source=source_id,
+                    target=target_id,
+                    target_head=target.head,
+                    target_size=target.size,
+                    count=len(records),
+                )
+            try:
+                await self._write_manifest(session)
+            except BaseException:
+                source.meta.merged_into = None
+                session.pending_merge = None
+                raise
+            if not records:
+                return MergeResult(source_id, target_id, 0, target.head)
+            try:
+                await self._submit(session, target, records, lines)
+            except BaseException:
+                # Nothing reached the target: reopen the source. If this manifest
+                # write fails too, the next open sees the intent and undoes it.
+                source.meta.merged_into = None
+                session.pending_merge = None
+                with contextlib.suppress(StorageError):
+                    await self._write_manifest(session)
+                raise
+            session.pending_merge = None
+            # The merge is durable now. Should clearing the intent fail, the next
+            # open finds the target complete and confirms it.
+            with contextlib.suppress(StorageError):
+                await self._write_manifest(session)
+            return MergeResult(source_id, target_id, len(records), target.head)
+
+    # -- reads -----------------------------------------------------------------
+
+    def _read_own(
+        self,
+        directory: str,
+        branch: Branch,
+        fork: int,
+        head: int,
+        size: int,
+        first: int,
+        last: int,
+        cap: int,
+        point: tuple[int, int] | None,
+    ) -> tuple[list[EventRecord], tuple[int, int] | None]:
+        """Own events ``first..last`` (at most ``cap``), on the I/O thread.
+
+        :returns: the records and where to resume, ``None`` when done.
+        """
+        writer = self._io
+        path = f"{directory}/{branch.file}"
+        handle = writer.handle(directory, branch.file)
+        if handle is None:
+            raise StorageError(f"{path} disappeared")
+        if point is None:
+            point = branch.index.locate(
+                writer.ops, handle.fd, first, (fork + 1, 0), (head + 1, size)
+            )
+        sequence, offset = point
+        per_line = size / max(head - fork, 1)
+        out: list[EventRecord] = []
+        budget = _READ_BUDGET
+        while offset < size and sequence <= last and len(out) < cap and budget > 0:
+            want = int((last - sequence + 1) * per_line * 1.1) + 1024
+            records, after = read_chunk(
+                writer.ops, handle.fd, path, offset, min(size, offset + max(want, 4096)), sequence
+            )
+            budget -= after - offset
+            low = max(0, first - sequence)
+            high = min(len(records), last - sequence + 1, low + cap - len(out))
+            out.extend(records[low:high])
+            sequence += len(records)
+            offset = after
+            branch.index.note(sequence, offset)
+        finished = offset >= size or sequence > last or len(out) >= cap
+        return out, None if finished else (sequence, offset)
+
+    async def _segments(
+        self, session_id: str, branch_id: str, start: int, end: int | None
+    ) -> tuple[Session, list[tuple[Branch, int, int, int, int, int]]]:
+        async with self._locked(session_id) as session:
+            if branch_id not in session.branches:
+                return session, []
+            await self._load_lineage(session, branch_id)
+            return session, [
+                (branch, first, last, branch.fork_sequence, branch.head, branch.size)
+                for owner, first, last in segments(session.branches, branch_id, start, end)
+                for branch in (session.branches[owner],)
+            ]
+
+    async def _stream(
+        self,
+        session: Session,
+        parts: list[tuple[Branch, int, int, int, int, int]],
+        limit: int | None,
+    ) -> AsyncIterator[list[EventRecord]]:
+        remaining = limit
+        for branch, first, last, fork, head, size in parts:
+            point: tuple[int, int] | None = None
+            while remaining is None or remaining > 0:
+                cap = last - first + 1 if remaining is None else remaining
+                records, point = await self._io.call(
+                    self._read_own,
+                    session.directory,
+                    branch,
+                    fork,
+                    head,
+                    size,
+                    first,
+                    last,
+                    cap,
+                    point,
+                )
+                if records:
+                    yield records
+                if remaining is not None:
+                    remaining -= len(records)
+                if point is None:
+                    break
+
+    async def _read_list(
+        self, session: Session, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> list[EventRecord]:
+        # Called with the session lock held: no re-locking.
+        if branch_id not in session.branches:
+            return []
+        await self._load_lineage(session, branch_id)
+        parts = [
+            (branch, first, last, branch.fork_sequence, branch.head, branch.size)
+            for owner, first, last in segments(session.branches, branch_id, start, end)
+            for branch in (session.branches[owner],)
+        ]
+        return [r async for chunk in self._stream(session, parts, limit) for r in chunk]
+
+    async def _read_own_all(self, session: Session, branch: Branch) -> list[EventRecord]:
+        parts = [
+            (
+                branch,
+                branch.fork_sequence + 1,
+                branch.head,
+                branch.fork_sequence,
+                branch.head,
+                branch.size,
+            )
+        ]
+        if branch.head <= branch.fork_sequence:
+            return []
+        return [r async for chunk in self._stream(session, parts, None) for r in chunk]
+
+    async def _read(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> list[EventRecord]:
+        session, parts = await self._segments(session_id, branch_id, start, end)
+        out: list[EventRecord] = []
+        async for chunk in self._stream(session, parts, limit):
+            out.extend(chunk)
+        return out
+
+    async def _iter_events(
+        self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
+    ) -> AsyncIterator[EventRecord]:
+        session, parts = await self._segments(session_id, branch_id, start, end)
+        async for chunk in self._stream(session, parts, limit):
+            for record in chunk:
+                yield record
+
+    async def _head(self, session_id: str, branch_id: str) -> int:
+        session = self._sessions.get(session_id)
+        if session is not None and session.loaded and not self.read_only:
+            branch = session.branches.get(branch_id)
+            if branch is not None and branch.loaded:
+                return branch.head
+        async with self._locked(session_id) as session:
+            branch = session.branches.get(branch_id)
+            if branch is None:
+                return 0
+            await self._load_branch(session, branch)
+            return branch.head
+
+    async def _list_branches(self, session_id: str) -> list[BranchInfo]:
+        async with self._locked(session_id) as session:
+            if not session.exists:
+                return []
+            for branch in session.branches.values():
+                await self._load_branch(session, branch)
+            return [session.branches[name].info(session_id) for name in sorted(session.branches)]
+
+    async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
+        async with self._locked(session_id) as session:
+            branch = session.branches.get(branch_id)
+            if branch is None:
+                if branch_id != MAIN:
+                    raise BranchNotFound(session_id, branch_id)
+                return Branch(BranchMeta(branch_id=MAIN, created_at=utc_now())).info(session_id)
+            await self._load_branch(session, branch)
+            return branch.info(session_id)
+
+    async def _list_sessions(self) -> list[str]:
+        names: list[str] = await self._io.call(list_session_dirs, self.root)
+        return sorted(names)
+
+    async def follow(
+        self,
+        session_id: str,
+        branch_id: str = MAIN,
+        after_sequence: int = 0,
+        *,
+        poll_interval: float = 0.05,
+    ) -> AsyncIterator[EventRecord]:
+        """Yield the branch's events after ``after_sequence``, then wait for more, forever.
+
+        Meant for a ``read_only=True`` store following a log another process
+        writes (``tail -f``): it re-reads the branch's head from its file every
+        ``poll_interval`` seconds once caught up. Events come in order, each
+        once. Stop by breaking out of the loop or closing the store.
+
+        :raises InvalidIdentifier: for a bad id.
+        :raises ValueError: for a negative ``after_sequence`` or ``poll_interval``.
+        :raises StoreClosed: once the store is closed.
+        :raises CorruptLog: if the log is damaged.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        if type(after_sequence) is not int or after_sequence < 0:
+            raise ValueError(f"after_sequence must be an int >= 0, got {after_sequence!r}")
+        if poll_interval < 0:
+            raise ValueError(f"poll_interval must be >= 0, got {poll_interval!r}")
+        position = after_sequence
+        while True:
+            batch = await self.read(session_id, branch_id, position + 1, 1000)
+            for record in batch:
+                yield record
+            if batch:
+                position = batch[-1].sequence
+            if len(batch) < 1000:
+                await asyncio.sleep(poll_interval)
