@@ -43,15 +43,21 @@ __all__ = ("EventStoreContract", "PersistentStoreContract")
 StoreFactory = Callable[[], EventStore]
 
 
-def ev(session: str, seq: int, kind: str = "message", data: Any = None, branch: str = MAIN) -> EventRecord:
+def ev(
+    session: str, seq: int, kind: str = "message", data: Any = None, branch: str = MAIN
+) -> EventRecord:
     """A record with a small agent-like payload."""
     payload = {"n": seq} if data is None else data
     return EventRecord.new(session, branch, seq, kind, payload)
 
 
-async def fill(store: EventStore, session: str, count: int, branch: str = MAIN, start: int = 1) -> list[EventRecord]:
+async def fill(
+    store: EventStore, session: str, count: int, branch: str = MAIN, start: int = 1
+) -> list[EventRecord]:
     """Append ``count`` events in one batch starting at ``start``."""
-    return await store.append_batch([ev(session, n, branch=branch) for n in range(start, start + count)])
+    return await store.append_batch(
+        [ev(session, n, branch=branch) for n in range(start, start + count)]
+    )
 
 
 def seqs(records: list[EventRecord]) -> list[int]:
@@ -177,7 +183,21 @@ class EventStoreContract:
 
     @pytest.mark.parametrize(
         "session_id",
-        ["", "../etc", "..", "a/b", "a\\b", ".hidden", "-x", "a..b", "x" * 129, "é", "a b", "a\x00b", "a\n"],
+        [
+            "",
+            "../etc",
+            "..",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "-x",
+            "a..b",
+            "x" * 129,
+            "é",
+            "a b",
+            "a\x00b",
+            "a\n",
+        ],
     )
     async def test_invalid_identifiers_rejected(self, store: EventStore, session_id: str) -> None:
         record = EventRecord(session_id, MAIN, 1, "message")
@@ -205,7 +225,9 @@ class EventStoreContract:
         ],
         ids=["empty-kind", "seq-0", "seq-neg", "object", "set", "nan", "int-key", "bad-meta"],
     )
-    async def test_invalid_events_rejected_before_io(self, store: EventStore, record: EventRecord) -> None:
+    async def test_invalid_events_rejected_before_io(
+        self, store: EventStore, record: EventRecord
+    ) -> None:
         with pytest.raises(InvalidEvent):
             await store.append(record)
         assert await store.head("s1") == 0
@@ -248,7 +270,9 @@ class EventStoreContract:
         assert streamed == list(range(1, 2501))
         window = [r.sequence async for r in store.iter_events("s1", "main", 1000, 1200)]
         assert window == list(range(1000, 2200))
-        ranged = [r.sequence async for r in store.iter_events("s1", from_sequence=2400, to_sequence=2405)]
+        ranged = [
+            r.sequence async for r in store.iter_events("s1", from_sequence=2400, to_sequence=2405)
+        ]
         assert ranged == list(range(2400, 2406))
 
     async def test_list_sessions_sorted(self, store: EventStore) -> None:
@@ -257,7 +281,14 @@ class EventStoreContract:
         assert await store.list_sessions() == ["alpha", "bravo", "charlie"]
 
     async def test_records_round_trip_exactly(self, store: EventStore) -> None:
-        payload = {"text": "héllo ✓ \"quoted\"\n", "n": 2**53, "f": 0.1, "t": True, "z": None, "l": [1, [2]]}
+        payload = {
+            "text": 'héllo ✓ "quoted"\n',
+            "n": 2**53,
+            "f": 0.1,
+            "t": True,
+            "z": None,
+            "l": [1, [2]],
+        }
         record = EventRecord.new("s1", MAIN, 1, "message", payload, metadata={"actor": "agent-7"})
         await store.append(record)
         (back,) = await store.read("s1")
@@ -329,6 +360,19 @@ class EventStoreContract:
             await store.create_branch("s1", "../evil")
         assert [b.branch_id for b in await store.list_branches("s1")] == ["alt", MAIN]
 
+    async def test_main_always_exists(self, store: EventStore) -> None:
+        # ``main`` exists implicitly, so it can never be created as a fork.
+        with pytest.raises(BranchExists):
+            await store.create_branch("s1", MAIN)
+        await store.append(ev("s1", 1, branch="root"))
+        with pytest.raises(BranchExists):
+            await store.create_branch("s1", MAIN, from_branch="root")
+        main = await store.branch_info("s1", MAIN)
+        assert (main.parent_branch, main.fork_sequence, main.head) == (None, 0, 0)
+        assert await store.read("s1", MAIN) == []
+        await store.append(ev("s1", 1))
+        assert seqs(await store.read("s1", MAIN)) == [1]
+
     async def test_list_branches_and_info(self, store: EventStore) -> None:
         await fill(store, "s1", 4)
         await store.create_branch("s1", "b2", fork_sequence=1)
@@ -336,7 +380,12 @@ class EventStoreContract:
         infos = await store.list_branches("s1")
         assert [i.branch_id for i in infos] == ["b1", "b2", MAIN]
         main = await store.branch_info("s1", MAIN)
-        assert (main.parent_branch, main.fork_sequence, main.head, main.merged_into) == (None, 0, 4, None)
+        assert (main.parent_branch, main.fork_sequence, main.head, main.merged_into) == (
+            None,
+            0,
+            4,
+            None,
+        )
         assert main.created_at.tzinfo is not None
         assert await store.list_branches("unknown") == []
 

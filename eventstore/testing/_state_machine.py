@@ -1,0 +1,489 @@
+"""``store_state_machine``: a Hypothesis rule-based machine for any :class:`EventStore`.
+
+Every rule runs one store operation and the same operation on
+:class:`~eventstore.testing._model.ReferenceModel`, then compares: results,
+raised error types and error fields. Writes enter the model only after the
+store acknowledged them, so "every acknowledged event survives" is checked on
+every read, and after every simulated crash.
+
+Persistent backends opt in to two more rules through keyword hooks:
+
+``reopen(store) -> store``
+    a new, unopened store over the same data as ``store`` (which is closed
+    first). Enables the ``reopen`` rule.
+``crash(store) -> Awaitable[None]``
+    abandon the open ``store`` the way a killed process would: release its OS
+    resources (descriptors, locks) without any of ``close()``'s orderly work,
+    optionally damage bytes that were never acknowledged (a torn last line),
+    and leave the object unusable and silent (no ``ResourceWarning``). The
+    machine then calls ``reopen``. Enables the ``crash`` rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+from hypothesis import event
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from .._base import EventStore
+from .._errors import (
+    BranchClosed,
+    BranchNotFound,
+    EventStoreError,
+    InvalidEvent,
+    InvalidIdentifier,
+    SequenceConflict,
+)
+from .._ids import MAIN
+from .._records import BranchInfo, EventRecord
+from ._model import ErrorTypes, ReferenceModel
+from ._strategies import hostile_identifiers, json_values
+
+__all__ = ("store_state_machine",)
+
+S = TypeVar("S", bound=EventStore)
+T = TypeVar("T")
+
+#: Small name pools make forks of forks, merges back and conflicts likely.
+SESSIONS = ("s1", "A.b-9_")
+BRANCHES = (MAIN, "b1", "b2", "b.3", "B-4")
+KINDS = ("message", "tool_call", "tool_result", "note")
+
+_sessions = st.sampled_from(SESSIONS)
+_branches = st.sampled_from(BRANCHES)
+_kinds = st.sampled_from(KINDS)
+_payloads = json_values(max_leaves=4)
+
+
+def _same_info(info: BranchInfo, model: ReferenceModel, session_id: str, branch_id: str) -> None:
+    branch = model.branch(session_id, branch_id)
+    assert info.session_id == session_id and info.branch_id == branch_id, info
+    if branch is None:
+        assert (info.parent_branch, info.fork_sequence, info.head) == (None, 0, 0), info
+        assert info.merged_into is None, info
+        return
+    expected = (branch.parent, branch.fork, branch.head, branch.merged_into)
+    got = (info.parent_branch, info.fork_sequence, info.head, info.merged_into)
+    assert got == expected, f"{session_id}/{branch_id}: store says {got}, model {expected}"
+    assert info.created_at.tzinfo is not None, info
+    if branch.created_at is None:
+        branch.created_at = info.created_at
+    assert info.created_at == branch.created_at, f"created_at of {branch_id} changed: {info}"
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Drives one fresh store per example from one event loop per example."""
+
+    factory: Callable[[], EventStore]
+    reopen_hook: Callable[[Any], EventStore] | None = None
+    crash_hook: Callable[[Any], Awaitable[None]] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # One loop per example: stores may bind locks and pools to the loop that
+        # opened them, and a fresh loop keeps examples independent.
+        self._runner = asyncio.Runner()
+        self.model = ReferenceModel()
+        self._maybe_main: set[str] = set()
+        try:
+            self.store = type(self).factory()
+            self.run(self.store.open())
+        except BaseException:
+            self._runner.close()
+            raise
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def teardown(self) -> None:
+        try:
+            self.run(self.store.close())
+        finally:
+            self._runner.close()
+
+    def attempt(
+        self, coro: Coroutine[Any, Any, T], allowed: ErrorTypes, label: str = ""
+    ) -> T | None:
+        """Run ``coro``; it must succeed when ``allowed`` is empty, else raise one of them."""
+        try:
+            result = self.run(coro)
+        except EventStoreError as exc:
+            if label:
+                event(f"{label}: {type(exc).__name__}")
+            assert allowed, f"unexpected {type(exc).__name__}: {exc}"
+            assert isinstance(exc, tuple(allowed)), (
+                f"raised {type(exc).__name__} ({exc}); expected one of "
+                f"{sorted(e.__name__ for e in allowed)}"
+            )
+            return None
+        assert not allowed, f"expected {sorted(e.__name__ for e in allowed)}, got {result!r}"
+        if label:
+            event(f"{label}: ok")
+        return result
+
+    def note_implicit_main(self, session_id: str, *branch_ids: str) -> None:
+        # A failed fork or merge naming an implicit main may leave that main
+        # listed (empty, root, open): main exists implicitly, so that is no loss.
+        if MAIN in branch_ids and self.model.branch(session_id, MAIN) is None:
+            self._maybe_main.add(session_id)
+
+    def adopt_implicit_main(self) -> None:
+        for session_id in sorted(self._maybe_main):
+            infos = self.run(self.store.list_branches(session_id))
+            if any(i.branch_id == MAIN for i in infos):
+                self.model.materialize(session_id, MAIN)
+        self._maybe_main.clear()
+
+    # -- appends -------------------------------------------------------------------
+
+    def new_record(self, session_id: str, branch_id: str, sequence: int, data: Any) -> EventRecord:
+        return EventRecord.new(session_id, branch_id, sequence, KINDS[sequence % 4], data)
+
+    def where(self, data: st.DataObject, label: str = "branch") -> tuple[str, str]:
+        """A session and branch, mostly one that exists, so rules build on each other."""
+        known = [(s, b) for s, branches in sorted(self.model.sessions.items()) for b in branches]
+        anywhere = st.tuples(_sessions, _branches)
+        pick = st.one_of(st.sampled_from(known), st.sampled_from(known), anywhere)
+        return data.draw(pick if known else anywhere, label=label)
+
+    def bounds(self, data: st.DataObject, head: int) -> tuple[int, int | None, int | None]:
+        """``from_sequence``, ``to_sequence`` and ``limit`` around the branch's head."""
+        near = st.integers(0, head + 2)
+        start = data.draw(near, label="from_sequence")
+        end = data.draw(st.none() | near, label="to_sequence")
+        limit = data.draw(st.none() | near, label="limit")
+        return start, end, limit
+
+    def closed_error(self, closed: bool) -> ErrorTypes:
+        return frozenset({BranchClosed}) if closed else frozenset()
+
+    @rule(data=st.data(), payload=_payloads)
+    def append_next(self, data: st.DataObject, payload: Any) -> None:
+        session, branch = self.where(data)
+        record = self.new_record(session, branch, self.model.head(session, branch) + 1, payload)
+        closed = self.model.closed(session, branch)
+        stored = self.attempt(self.store.append(record), self.closed_error(closed))
+        if stored is not None:
+            assert stored == record, (stored, record)
+            self.model.appended([record])
+
+    @rule(data=st.data(), back=st.integers(0, 6), gap=st.integers(2, 4))
+    def append_wrong_sequence(self, data: st.DataObject, back: int, gap: int) -> None:
+        session, branch = self.where(data)
+        head = self.model.head(session, branch)
+        sequence = head - back if head - back >= 1 else head + gap
+        record = self.new_record(session, branch, sequence, None)
+        try:
+            self.run(self.store.append(record))
+        except SequenceConflict as exc:
+            assert (exc.session_id, exc.branch_id) == (session, branch), exc
+            assert (exc.expected, exc.actual) == (head + 1, sequence), exc
+            assert f"expected {head + 1}, got {sequence}" in str(exc), exc
+        except EventStoreError as exc:
+            # Which check a closed branch fails first is the backend's choice.
+            assert self.model.closed(session, branch), f"unexpected {exc!r}"
+        else:
+            raise AssertionError(f"append at {sequence} over head {head} was accepted")
+
+    @rule(data=st.data(), items=st.lists(_payloads, min_size=1, max_size=4))
+    def append_batch(self, data: st.DataObject, items: list[Any]) -> None:
+        session, branch = self.where(data)
+        first = self.model.head(session, branch) + 1
+        batch = [self.new_record(session, branch, first + n, d) for n, d in enumerate(items)]
+        closed = self.model.closed(session, branch)
+        stored = self.attempt(self.store.append_batch(batch), self.closed_error(closed))
+        if stored is not None:
+            assert stored == batch, (stored, batch)
+            self.model.appended(batch)
+
+    @rule(
+        data=st.data(),
+        flaw=st.sampled_from(["empty", "gap", "mixed", "duplicate-id", "stale", "half-retry"]),
+    )
+    def append_bad_batch(self, data: st.DataObject, flaw: str) -> None:
+        session, branch = self.where(data)
+        head = self.model.head(session, branch)
+        first = self.new_record(session, branch, head + 1, None)
+        allowed: ErrorTypes = frozenset({InvalidEvent})
+        batch: list[EventRecord]
+        if flaw == "empty":
+            batch = []
+        elif flaw == "gap":
+            batch = [first, self.new_record(session, branch, head + 3, None)]
+        elif flaw == "mixed":
+            other = "b1" if branch != "b1" else "b2"
+            batch = [first, self.new_record(session, other, head + 2, None)]
+        elif flaw == "duplicate-id":
+            twin = EventRecord(session, branch, head + 2, "note", event_id=first.event_id)
+            batch = [first, twin]
+        else:
+            # "stale" restarts at the head; "half-retry" resends the last stored
+            # record with a new one: neither may write anything.
+            own = self.model.branch(session, branch)
+            if head == 0 or own is None:
+                return
+            last = own.own[-1] if flaw == "half-retry" and own.own else None
+            start = last if last is not None else self.new_record(session, branch, head, None)
+            batch = [start, first]
+            allowed = frozenset({SequenceConflict}) | self.closed_error(
+                self.model.closed(session, branch)
+            )
+        self.attempt(self.store.append_batch(batch), allowed)
+
+    @precondition(lambda self: bool(self.model.own_events()))
+    @rule(data=st.data())
+    def retry_acknowledged(self, data: st.DataObject) -> None:
+        session, branch, own = data.draw(st.sampled_from(self.model.own_events()))
+        lo = data.draw(st.integers(0, len(own) - 1))
+        hi = data.draw(st.integers(lo + 1, min(len(own), lo + 3)))
+        batch = own[lo:hi]
+        if len(batch) == 1 and data.draw(st.booleans()):
+            # Identity is the event id: a retry with other content still returns
+            # what was stored.
+            changed = EventRecord(**{**_fields(batch[0]), "data": {"changed": True}})
+            assert self.run(self.store.append(changed)) == batch[0], "retry with changed data"
+        else:
+            assert self.run(self.store.append_batch(batch)) == batch, "batch retry"
+        assert self.run(self.store.head(session, branch)) == self.model.head(session, branch)
+
+    # -- branches ------------------------------------------------------------------
+
+    @rule(data=st.data(), branch=_branches)
+    def fork(self, data: st.DataObject, branch: str) -> None:
+        session, parent = self.where(data, "parent")
+        head = self.model.head(session, parent)
+        at = data.draw(st.none() | st.integers(0, head + 2), label="fork_sequence")
+        allowed = self.model.fork_errors(session, branch, parent, at)
+        info = self.attempt(
+            self.store.create_branch(session, branch, from_branch=parent, fork_sequence=at),
+            allowed,
+            "fork",
+        )
+        if info is None:
+            self.note_implicit_main(session, parent)
+            return
+        fork_at = head if at is None else at
+        self.model.forked(session, branch, parent, fork_at, info.created_at)
+        _same_info(info, self.model, session, branch)
+
+    @rule(data=st.data())
+    def merge(self, data: st.DataObject) -> None:
+        session, source = self.where(data, "source")
+        known = sorted(self.model.sessions.get(session, {}))
+        target = data.draw(st.sampled_from(known) | _branches if known else _branches, "target")
+        allowed = self.model.merge_errors(session, source, target)
+        own = self.model.branch(session, source)
+        originals = [] if own is None else list(own.own)
+        old_head = self.model.head(session, target)
+        result = self.attempt(self.store.merge_branch(session, source, target), allowed, "merge")
+        if result is None:
+            self.note_implicit_main(session, source, target)
+            return
+        new_head = old_head + len(originals)
+        assert (result.source_branch, result.target_branch) == (source, target), result
+        assert (result.merged_events, result.target_head) == (len(originals), new_head), result
+        merged = self.run(self.store.read(session, target, old_head + 1)) if originals else []
+        self.check_merged(merged, originals, target, old_head)
+        self.model.merged(session, source, target, merged)
+
+    def check_merged(
+        self, merged: list[EventRecord], originals: list[EventRecord], target: str, head: int
+    ) -> None:
+        assert len(merged) == len(originals), _diff("merged", merged, originals)
+        known = {r.event_id for _, _, own in self.model.own_events() for r in own}
+        for n, (new, old) in enumerate(zip(merged, originals, strict=True), start=head + 1):
+            provenance = {"branch_id": old.branch_id, "sequence": old.sequence}
+            provenance["event_id"] = old.event_id
+            expected = {**old.metadata, "merged_from": provenance}
+            assert (new.session_id, new.branch_id, new.sequence) == (old.session_id, target, n)
+            assert (new.kind, new.data, new.metadata) == (old.kind, old.data, expected), new
+            assert new.event_id not in known, f"merge reused event id {new.event_id}"
+            known.add(new.event_id)
+
+    # -- reads ---------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        session, branch = self.where(data)
+        start, end, limit = self.bounds(data, self.model.head(session, branch))
+        got = self.run(self.store.read(session, branch, start, limit, to_sequence=end))
+        expected = self.model.window(session, branch, max(start, 1), end, limit)
+        assert got == expected, _diff("read", got, expected)
+
+    @rule(data=st.data(), take=st.none() | st.integers(0, 6))
+    def iter_events(self, data: st.DataObject, take: int | None) -> None:
+        session, branch = self.where(data)
+        start, end, limit = self.bounds(data, self.model.head(session, branch))
+        events = self.store.iter_events(session, branch, start, limit, to_sequence=end)
+        got = self.run(_collect(events, take))
+        expected = self.model.window(session, branch, max(start, 1), end, limit)
+        expected = expected if take is None else expected[:take]
+        assert got == expected, _diff("iter_events", got, expected)
+
+    @rule(data=st.data(), page=st.integers(1, 4))
+    def catch_up(self, data: st.DataObject, page: int) -> None:
+        """Read the way a subscriber catches up: pages after the last sequence seen."""
+        session, branch = self.where(data)
+        after = data.draw(st.integers(0, self.model.head(session, branch) + 1), label="after")
+        got: list[EventRecord] = []
+        position = after
+        while chunk := self.run(self.store.read(session, branch, position + 1, page)):
+            got.extend(chunk)
+            position = chunk[-1].sequence
+        expected = self.model.window(session, branch, after + 1, None, None)
+        assert got == expected, _diff("catch-up", got, expected)
+
+    @rule(data=st.data())
+    def head_and_info(self, data: st.DataObject) -> None:
+        session, branch = self.where(data)
+        head = self.run(self.store.head(session, branch))
+        expected = self.model.head(session, branch)
+        assert head == expected, f"head of {session}/{branch}: store {head}, model {expected}"
+        if not self.model.exists(session, branch):
+            self.attempt(self.store.branch_info(session, branch), _NOT_FOUND)
+            return
+        _same_info(self.run(self.store.branch_info(session, branch)), self.model, session, branch)
+
+    @rule()
+    def listings(self) -> None:
+        self.adopt_implicit_main()
+        sessions = self.run(self.store.list_sessions())
+        assert sessions == sorted(self.model.sessions), (sessions, sorted(self.model.sessions))
+        for session in (*SESSIONS, "never-used"):
+            infos = self.run(self.store.list_branches(session))
+            names = [i.branch_id for i in infos]
+            assert names == sorted(self.model.sessions.get(session, {})), (session, names)
+            for info in infos:
+                _same_info(info, self.model, session, info.branch_id)
+
+    @rule(
+        name=hostile_identifiers(),
+        op=st.sampled_from(["append", "branch", "read", "head", "fork", "merge", "list"]),
+    )
+    def hostile_identifier(self, name: str, op: str) -> None:
+        calls: dict[str, Callable[[], Coroutine[Any, Any, object]]] = {
+            "append": lambda: self.store.append(EventRecord(name, MAIN, 1, "note")),
+            "branch": lambda: self.store.append(EventRecord("s1", name, 1, "note")),
+            "read": lambda: self.store.read("s1", name),
+            "head": lambda: self.store.head(name),
+            "fork": lambda: self.store.create_branch("s1", name),
+            "merge": lambda: self.store.merge_branch("s1", name, MAIN),
+            "list": lambda: self.store.list_branches(name),
+        }
+        self.attempt(calls[op](), frozenset({InvalidIdentifier}))
+
+    @invariant()
+    def sessions_match(self) -> None:
+        # Cheap enough for every step; the full comparison is ``check_everything``.
+        self.adopt_implicit_main()
+        sessions = self.run(self.store.list_sessions())
+        assert sessions == sorted(self.model.sessions), (sessions, sorted(self.model.sessions))
+
+    @rule()
+    def check_everything(self) -> None:
+        """Every branch of every session: history, head and info."""
+        self.adopt_implicit_main()
+        for session, branches in sorted(self.model.sessions.items()):
+            for branch in sorted(branches):
+                got = self.run(self.store.read(session, branch))
+                expected = self.model.history(session, branch)
+                assert got == expected, _diff(f"{session}/{branch}", got, expected)
+                info = self.run(self.store.branch_info(session, branch))
+                _same_info(info, self.model, session, branch)
+
+
+class ReopenRules(StoreMachine):
+    """Rules for stores whose data outlives the store object."""
+
+    @rule()
+    def reopen(self) -> None:
+        assert self.reopen_hook is not None
+        self.run(self.store.close())
+        self.store = self.reopen_hook(self.store)
+        self.run(self.store.open())
+        self.check_everything()
+
+
+class CrashRules(ReopenRules):
+    """A crash keeps every acknowledged event: checked right after reopening."""
+
+    @rule()
+    def crash(self) -> None:
+        assert self.reopen_hook is not None and self.crash_hook is not None
+        self.run(_wait(self.crash_hook(self.store)))
+        self.store = self.reopen_hook(self.store)
+        self.run(self.store.open())
+        self.check_everything()
+
+
+_NOT_FOUND: ErrorTypes = frozenset({BranchNotFound})
+
+
+async def _wait(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _fields(record: EventRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__struct_fields__}
+
+
+async def _collect(events: AsyncIterator[EventRecord], take: int | None) -> list[EventRecord]:
+    out: list[EventRecord] = []
+    async with aclosing(events) as stream:  # type: ignore[type-var]
+        async for event in stream:
+            if take is not None and len(out) >= take:
+                break
+            out.append(event)
+    return out
+
+
+def _diff(where: str, got: list[EventRecord], expected: list[EventRecord]) -> str:
+    def brief(records: list[EventRecord]) -> list[tuple[str, int, str]]:
+        return [(r.branch_id, r.sequence, r.event_id[-6:]) for r in records]
+
+    return f"{where}: store returned {brief(got)}, model expects {brief(expected)}"
+
+
+def store_state_machine(
+    factory: Callable[[], S],
+    *,
+    reopen: Callable[[S], S] | None = None,
+    crash: Callable[[S], Awaitable[None]] | None = None,
+) -> type[RuleBasedStateMachine]:
+    """A :class:`~hypothesis.stateful.RuleBasedStateMachine` checking a store against a model.
+
+    ``factory()`` must return a fresh, unopened, empty store (the class
+    :class:`~eventstore.MemoryEventStore` works). Each example builds one store
+    and runs it on its own event loop, so run the machine from synchronous
+    code: its ``TestCase`` attribute is a :class:`unittest.TestCase` that both
+    unittest and pytest collect::
+
+        TestMemoryStore = store_state_machine(MemoryEventStore).TestCase
+
+    :param reopen: ``reopen(store)`` returns a new, unopened store over the data
+        of the closed ``store``; adds a rule that closes and reopens.
+    :param crash: ``await crash(store)`` abandons the open store as a killed
+        process would and may cut bytes that were never acknowledged; adds a
+        rule that crashes, reopens (needs ``reopen``) and checks that every
+        acknowledged event survived.
+    :raises ValueError: if ``crash`` is given without ``reopen``.
+    """
+    if crash is not None and reopen is None:
+        raise ValueError("crash needs reopen: the machine must reopen the store after a crash")
+    base: type[StoreMachine] = (
+        CrashRules if crash is not None else ReopenRules if reopen is not None else StoreMachine
+    )
+    name = getattr(factory, "__name__", "")
+    name = name if name.isidentifier() else "Store"
+    namespace: dict[str, Any] = {
+        "factory": staticmethod(factory),
+        "reopen_hook": None if reopen is None else staticmethod(reopen),
+        "crash_hook": None if crash is None else staticmethod(crash),
+        "__module__": __name__,
+    }
+    return type(f"{name}StateMachine", (base,), namespace)
