@@ -1,0 +1,315 @@
+"""The ``eventstore`` commands that go through the store's public API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from eventstore import BranchInfo, BranchNotFound, EventRecord, EventStore
+
+from ._cli import EXIT_OK, CliError, Context
+from ._cli_render import branch_tree, format_record, format_time, table
+
+__all__ = (
+    "branches",
+    "diff",
+    "fork",
+    "lineage",
+    "merge",
+    "require_branch",
+    "require_session",
+    "sessions",
+    "show",
+    "stats",
+    "tail",
+)
+
+
+async def require_session(store: EventStore, session_id: str) -> list[BranchInfo]:
+    """The session's branches.
+
+    :raises CliError: if the store has no such session.
+    """
+    found = await store.list_branches(session_id)
+    if not found:
+        raise CliError(f"unknown session {session_id!r} (see `eventstore sessions`)")
+    return found
+
+
+def require_branch(found: Sequence[BranchInfo], branch_id: str) -> BranchInfo:
+    """The named branch among ``found``.
+
+    :raises BranchNotFound: if it is not there.
+    """
+    for info in found:
+        if info.branch_id == branch_id:
+            return info
+    raise BranchNotFound(found[0].session_id, branch_id)
+
+
+async def _last_activity(store: EventStore, infos: Sequence[BranchInfo]) -> datetime | None:
+    latest: datetime | None = None
+    for info in infos:
+        if info.head <= info.fork_sequence:
+            continue
+        last = await store.read(info.session_id, info.branch_id, info.head, 1)
+        if last and (latest is None or last[0].recorded_at > latest):
+            latest = last[0].recorded_at
+    return latest
+
+
+def _own_events(infos: Sequence[BranchInfo]) -> int:
+    return sum(info.head - info.fork_sequence for info in infos)
+
+
+async def sessions(ctx: Context) -> int:
+    """``eventstore sessions``: one row per session."""
+    rows: list[list[object]] = []
+    async with ctx.reader() as store:
+        for session_id in await store.list_sessions():
+            infos = await store.list_branches(session_id)
+            last = await _last_activity(store, infos)
+            if ctx.json:
+                ctx.out.json(
+                    {
+                        "session_id": session_id,
+                        "branches": len(infos),
+                        "events": _own_events(infos),
+                        "last_activity": last,
+                    }
+                )
+            else:
+                when = "-" if last is None else format_time(last)
+                rows.append([session_id, len(infos), _own_events(infos), when])
+    if not ctx.json:
+        for line in table(["SESSION", "BRANCHES", "EVENTS", "LAST ACTIVITY"], rows):
+            ctx.out.line(line)
+    return EXIT_OK
+
+
+async def branches(ctx: Context) -> int:
+    """``eventstore branches SESSION``: the branch tree."""
+    async with ctx.reader() as store:
+        infos = await require_session(store, ctx.args.session)
+    if ctx.json:
+        for info in infos:
+            ctx.out.json(info)
+    else:
+        for line in branch_tree(infos):
+            ctx.out.line(line)
+    return EXIT_OK
+
+
+def _emit(ctx: Context, record: EventRecord, branch_id: str) -> None:
+    if ctx.json:
+        ctx.out.json(record)
+    else:
+        ctx.out.line(format_record(record, branch_id, ctx.out.width))
+
+
+async def show(ctx: Context) -> int:
+    """``eventstore show SESSION``: a branch's history, filtered."""
+    args = ctx.args
+    kinds = set(args.kinds) if args.kinds else None
+    async with ctx.reader() as store:
+        require_branch(await require_session(store, args.session), args.branch)
+        async for record in store.iter_events(
+            args.session, args.branch, args.from_sequence, to_sequence=args.to_sequence
+        ):
+            if kinds is None or record.kind in kinds:
+                _emit(ctx, record, args.branch)
+    return EXIT_OK
+
+
+async def tail(ctx: Context) -> int:
+    """``eventstore tail SESSION [-n N] [-f]``: the last events, then live ones."""
+    args = ctx.args
+    async with ctx.reader() as store:
+        require_branch(await require_session(store, args.session), args.branch)
+        head = await store.head(args.session, args.branch)
+        if args.lines:
+            start = max(head - args.lines + 1, 1)
+            for record in await store.read(args.session, args.branch, start, to_sequence=head):
+                _emit(ctx, record, args.branch)
+        ctx.out.flush()
+        if args.follow:
+            async for record in store.follow(
+                args.session, args.branch, after_sequence=head, poll_interval=args.interval
+            ):
+                _emit(ctx, record, args.branch)
+    return EXIT_OK
+
+
+async def fork(ctx: Context) -> int:
+    """``eventstore fork SESSION NEW --from B --at N``."""
+    args = ctx.args
+    async with ctx.writer() as store:
+        await require_session(store, args.session)
+        info = await store.create_branch(
+            args.session, args.new_branch, from_branch=args.from_branch, fork_sequence=args.at
+        )
+    if ctx.json:
+        ctx.out.json(info)
+    else:
+        ctx.out.line(
+            f"created {info.session_id}/{info.branch_id} from {info.parent_branch} "
+            f"at sequence {info.fork_sequence}"
+        )
+    return EXIT_OK
+
+
+async def merge(ctx: Context) -> int:
+    """``eventstore merge SESSION SOURCE TARGET``."""
+    args = ctx.args
+    async with ctx.writer() as store:
+        await require_session(store, args.session)
+        result = await store.merge_branch(args.session, args.source, args.target)
+    if ctx.json:
+        ctx.out.json(result)
+    else:
+        ctx.out.line(
+            f"merged {result.merged_events} events of {args.session}/{result.source_branch} "
+            f"into {result.target_branch} (head {result.target_head}); "
+            f"{result.source_branch} is now closed"
+        )
+    return EXIT_OK
+
+
+def _disk_usage(path: Path) -> int:
+    total = 0
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+async def stats(ctx: Context) -> int:
+    """``eventstore stats``: totals and the largest sessions by bytes on disk."""
+    root = ctx.root()
+    sizes: list[tuple[int, int, str]] = []
+    branch_count = 0
+    async with ctx.reader() as store:
+        for session_id in await store.list_sessions():
+            infos = await store.list_branches(session_id)
+            branch_count += len(infos)
+            folder = root / session_id
+            size = _disk_usage(folder) if folder.is_dir() else 0
+            sizes.append((size, _own_events(infos), session_id))
+    largest = sorted(sizes, key=lambda row: (-row[0], row[2]))[: ctx.args.top]
+    events = sum(row[1] for row in sizes)
+    total = sum(row[0] for row in sizes)
+    if ctx.json:
+        ctx.out.json(
+            {
+                "root": str(root),
+                "sessions": len(sizes),
+                "branches": branch_count,
+                "events": events,
+                "bytes": total,
+                "largest": [
+                    {"session_id": name, "events": count, "bytes": size}
+                    for size, count, name in largest
+                ],
+            }
+        )
+        return EXIT_OK
+    ctx.out.line(f"root      {root}")
+    ctx.out.line(f"sessions  {len(sizes)}")
+    ctx.out.line(f"branches  {branch_count}")
+    ctx.out.line(f"events    {events}")
+    ctx.out.line(f"bytes     {total} ({_human(total)})")
+    if largest:
+        ctx.out.line()
+        rows = [[name, count, size, _human(size)] for size, count, name in largest]
+        for line in table(["LARGEST SESSIONS", "EVENTS", "BYTES", "SIZE"], rows):
+            ctx.out.line(line)
+    return EXIT_OK
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def lineage(infos: Sequence[BranchInfo], branch_id: str) -> list[tuple[str, int, int]]:
+    """``(owner, first, last)`` ranges making up the branch's history, root first."""
+    by_id = {info.branch_id: info for info in infos}
+    found: list[tuple[str, int, int]] = []
+    upper = by_id[branch_id].head
+    current: str | None = branch_id
+    seen: set[str] = set()
+    while current is not None and current in by_id and current not in seen:
+        seen.add(current)
+        info = by_id[current]
+        if info.fork_sequence + 1 <= upper:
+            found.append((current, info.fork_sequence + 1, upper))
+        upper = min(upper, info.fork_sequence)
+        current = info.parent_branch
+    return found[::-1]
+
+
+def common_sequence(infos: Sequence[BranchInfo], a: str, b: str) -> int:
+    """The last sequence the two branches' histories share (0: nothing)."""
+    common = 0
+    for (owner_a, first_a, last_a), (owner_b, first_b, last_b) in zip(
+        lineage(infos, a), lineage(infos, b), strict=False
+    ):
+        if owner_a != owner_b or first_a != first_b:
+            break
+        common = min(last_a, last_b)
+        if last_a != last_b:
+            break
+    return common
+
+
+def _relation(a: BranchInfo, b: BranchInfo, common: int) -> str:
+    if b.parent_branch == a.branch_id:
+        return f"{b.branch_id} forked from {a.branch_id} at {b.fork_sequence}"
+    if a.parent_branch == b.branch_id:
+        return f"{a.branch_id} forked from {b.branch_id} at {a.fork_sequence}"
+    if common == 0:
+        return "no common history"
+    return f"common history up to {common}"
+
+
+async def diff(ctx: Context) -> int:
+    """``eventstore diff SESSION A B``: the divergence point and each side since."""
+    args = ctx.args
+    async with ctx.reader() as store:
+        infos = await require_session(store, args.session)
+        info_a, info_b = require_branch(infos, args.a), require_branch(infos, args.b)
+        common = common_sequence(infos, args.a, args.b)
+        only_a = await store.read(args.session, args.a, common + 1)
+        only_b = await store.read(args.session, args.b, common + 1)
+    if ctx.json:
+        ctx.out.json(
+            {
+                "session_id": args.session,
+                "a": info_a,
+                "b": info_b,
+                "common_sequence": common,
+                "only_a": only_a,
+                "only_b": only_b,
+            }
+        )
+        return EXIT_OK
+    ctx.out.line(f"{args.session}: {args.a} vs {args.b}: {_relation(info_a, info_b, common)}")
+    shared = f"sequences 1..{common}" if common else "nothing"
+    ctx.out.line(f"shared: {shared}")
+    for info, events in ((info_a, only_a), (info_b, only_b)):
+        state = "" if info.merged_into is None else f", merged into {info.merged_into}"
+        noun = "event" if len(events) == 1 else "events"
+        ctx.out.line()
+        ctx.out.line(
+            f"{info.branch_id} since {common}: {len(events)} {noun} (head {info.head}{state})"
+        )
+        for record in events:
+            ctx.out.line(format_record(record, info.branch_id, ctx.out.width))
+    return EXIT_OK

@@ -1,0 +1,293 @@
+"""``eventstore verify``: check a file store's files, changing nothing.
+
+A writer store repairs a torn tail when it opens a branch, so ``verify`` opens
+no store at all: it reads ``<root>/<session>/<branch>.jsonl`` and
+``branches.json`` itself, read-only, and reports each problem as ``path:line``.
+It can run while a writer appends (a record being written at that moment may
+show up as a torn tail; run it again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventstore import EventRecord, is_valid_identifier
+
+from ._cli import EXIT_FAILED, EXIT_OK, CliError, Context
+
+__all__ = ("Problem", "Report", "verify", "verify_root")
+
+MANIFEST = "branches.json"
+
+_decode_record = msgspec.json.Decoder(EventRecord).decode
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """One thing wrong, where it is (``line`` 0: the file as a whole)."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What ``verify`` looked at and what it found."""
+
+    sessions: int = 0
+    branches: int = 0
+    events: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+
+    def problem(self, path: Path, line: int, message: str) -> None:
+        self.problems.append(Problem(str(path), line, message))
+
+
+@dataclass
+class _Branch:
+    """What one branch file holds, as far as the manifest checks need."""
+
+    first: int = 0
+    last: int = 0
+    count: int = 0
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as stream:
+        yield from enumerate(stream, start=1)
+
+
+def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _Branch:
+    """Parse every line; check ids and that sequences step by one."""
+    found = _Branch()
+    expected: int | None = None
+    ids: dict[str, int] = {}
+    pending: tuple[int, str] | None = None
+    for number, line in _numbered_lines(path):
+        if pending is not None:
+            report.problem(path, *pending)
+            pending = None
+        if not line.endswith(b"\n"):
+            report.problem(
+                path,
+                number,
+                f"torn last line ({len(line)} bytes, no newline); a writer opening the "
+                "store moves it aside to a .torn file",
+            )
+            break
+        try:
+            record = _decode_record(line)
+        except msgspec.DecodeError as exc:
+            # Unparseable in the middle is corruption; as the last line it is a tear.
+            pending = (number, f"unparseable record: {exc}")
+            continue
+        if record.session_id != session_id or record.branch_id != branch_id:
+            report.problem(
+                path,
+                number,
+                f"record of {record.session_id}/{record.branch_id} in the file of "
+                f"{session_id}/{branch_id}",
+            )
+        if expected is not None and record.sequence != expected:
+            report.problem(path, number, f"sequence {record.sequence}, expected {expected}")
+        if record.event_id in ids:
+            report.problem(
+                path, number, f"event_id {record.event_id} repeats line {ids[record.event_id]}"
+            )
+        ids[record.event_id] = number
+        if not found.count:
+            found.first = record.sequence
+        found.last = record.sequence
+        found.count += 1
+        expected = record.sequence + 1
+    if pending is not None:
+        number, reason = pending
+        report.problem(
+            path,
+            number,
+            f"torn last line ({reason}); a writer opening the store moves it aside to a .torn file",
+        )
+    report.events += found.count
+    return found
+
+
+class _ManifestBranch(msgspec.Struct):
+    branch_id: str
+    parent_branch: str | None = None
+    fork_sequence: int = 0
+    merged_into: str | None = None
+
+
+class _Manifest(msgspec.Struct):
+    # The file store's ``branches.json``; unknown fields are ignored, as it does.
+    session_id: str
+    branches: list[_ManifestBranch] = msgspec.field(default_factory=list)
+    pending_merge: dict[str, Any] | None = None
+
+
+_decode_manifest = msgspec.json.Decoder(_Manifest).decode
+
+
+def _load_manifest(path: Path, report: Report) -> dict[str, _ManifestBranch] | None:
+    if not path.exists():
+        return None
+    try:
+        manifest = _decode_manifest(path.read_bytes())
+    except msgspec.DecodeError as exc:
+        report.problem(path, 1, f"unreadable branch manifest: {exc}")
+        return None
+    if manifest.session_id != path.parent.name:
+        report.problem(path, 1, f"manifest of session {manifest.session_id!r}")
+    if manifest.pending_merge is not None:
+        merge = manifest.pending_merge
+        report.problem(
+            path,
+            1,
+            f"interrupted merge of {merge.get('source')!r} into {merge.get('target')!r}; "
+            "a writer opening the store finishes or undoes it",
+        )
+    found: dict[str, _ManifestBranch] = {}
+    for branch in manifest.branches:
+        if branch.branch_id in found:
+            report.problem(path, 1, f"branch {branch.branch_id!r} is listed twice")
+        found[branch.branch_id] = branch
+    return found
+
+
+def _check_lineage(
+    folder: Path, manifest: dict[str, _ManifestBranch], logs: dict[str, _Branch], report: Report
+) -> None:
+    manifest_path = folder / MANIFEST
+    for branch_id, info in sorted(manifest.items()):
+        log = logs.get(branch_id)
+        if info.parent_branch is not None:
+            parent = manifest.get(info.parent_branch)
+            parent_log = logs.get(info.parent_branch)
+            if parent is None and parent_log is None:
+                report.problem(
+                    manifest_path,
+                    1,
+                    f"branch {branch_id!r} forks from {info.parent_branch!r}, which does not exist",
+                )
+            else:
+                parent_head = parent_log.last if parent_log and parent_log.count else 0
+                if parent is not None:
+                    parent_head = max(parent_head, parent.fork_sequence)
+                if info.fork_sequence > parent_head:
+                    report.problem(
+                        manifest_path,
+                        1,
+                        f"branch {branch_id!r} forks {info.parent_branch!r} at "
+                        f"{info.fork_sequence}, beyond its head {parent_head}",
+                    )
+        if (
+            info.merged_into is not None
+            and info.merged_into not in manifest
+            and info.merged_into not in logs
+        ):
+            report.problem(
+                manifest_path,
+                1,
+                f"branch {branch_id!r} was merged into {info.merged_into!r}, which does not exist",
+            )
+        if log is not None and log.count and log.first != info.fork_sequence + 1:
+            report.problem(
+                folder / f"{branch_id}.jsonl",
+                1,
+                f"first sequence {log.first}, expected {info.fork_sequence + 1} "
+                f"(fork point {info.fork_sequence} in {MANIFEST})",
+            )
+    for branch_id, log in sorted(logs.items()):
+        if branch_id not in manifest and log.count and log.first != 1:
+            report.problem(
+                folder / f"{branch_id}.jsonl",
+                1,
+                f"first sequence {log.first} but {MANIFEST} records no fork point for it",
+            )
+
+
+def _check_session(folder: Path, report: Report) -> None:
+    session_id = folder.name
+    report.sessions += 1
+    manifest = _load_manifest(folder / MANIFEST, report)
+    logs: dict[str, _Branch] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".torn":
+            report.notes.append(
+                Problem(str(path), 0, "a torn tail kept aside by an earlier repair")
+            )
+        if path.suffix != ".jsonl" or not path.is_file():
+            continue
+        branch_id = path.stem
+        if not is_valid_identifier(branch_id):
+            report.problem(path, 0, f"{branch_id!r} is not a valid branch id")
+            continue
+        logs[branch_id] = _check_log(path, session_id, branch_id, report)
+    report.branches += len(set(logs) | set(manifest or ()))
+    if manifest is not None:
+        _check_lineage(folder, manifest, logs, report)
+    elif logs:
+        for branch_id, log in sorted(logs.items()):
+            if log.count and log.first != 1:
+                report.problem(
+                    folder / f"{branch_id}.jsonl",
+                    1,
+                    f"first sequence {log.first}, and there is no {MANIFEST} to say "
+                    "where the branch was forked",
+                )
+
+
+def verify_root(root: Path, session_id: str | None = None) -> Report:
+    """Check every session under ``root`` (or one); reads files, writes nothing.
+
+    :raises CliError: if ``session_id`` names no session directory.
+    """
+    report = Report()
+    if session_id is not None:
+        folder = root / session_id
+        if not folder.is_dir():
+            raise CliError(f"unknown session {session_id!r} (see `eventstore sessions`)")
+        _check_session(folder, report)
+        return report
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and is_valid_identifier(folder.name):
+            _check_session(folder, report)
+    return report
+
+
+async def verify(ctx: Context) -> int:
+    """``eventstore verify [SESSION]``: exit 1 if anything is wrong."""
+    report = verify_root(ctx.root(), ctx.args.session)
+    ok = not report.problems
+    if ctx.json:
+        ctx.out.json(
+            {
+                "ok": ok,
+                "sessions": report.sessions,
+                "branches": report.branches,
+                "events": report.events,
+                "problems": report.problems,
+                "notes": report.notes,
+            }
+        )
+    else:
+        for problem in report.problems:
+            ctx.out.line(str(problem))
+        for note in report.notes:
+            ctx.out.line(f"note: {note}")
+        counts = f"{report.sessions} sessions, {report.branches} branches, {report.events} events"
+        if ok:
+            ctx.out.line(f"OK: {counts} checked")
+        else:
+            ctx.out.line(f"FAILED: {len(report.problems)} problems in {counts}")
+    return EXIT_OK if ok else EXIT_FAILED
