@@ -10,7 +10,7 @@ from pathlib import Path
 from eventstore import BranchInfo, BranchNotFound, EventRecord, EventStore
 
 from ._cli import EXIT_OK, CliError, Context
-from ._cli_render import branch_tree, format_record, format_time, table
+from ._cli_render import branch_tree, format_record, format_time, plural, table
 
 __all__ = (
     "branches",
@@ -305,10 +305,10 @@ async def diff(ctx: Context) -> int:
     ctx.out.line(f"shared: {shared}")
     for info, events in ((info_a, only_a), (info_b, only_b)):
         state = "" if info.merged_into is None else f", merged into {info.merged_into}"
-        noun = "event" if len(events) == 1 else "events"
         ctx.out.line()
         ctx.out.line(
-            f"{info.branch_id} since {common}: {len(events)} {noun} (head {info.head}{state})"
+            f"{info.branch_id} since {common}: {plural(len(events), 'event')} "
+            f"(head {info.head}{state})"
         )
         for record in events:
             ctx.out.line(format_record(record, info.branch_id, ctx.out.width))

@@ -12,7 +12,7 @@ import msgspec
 
 from eventstore import BranchInfo, EventRecord
 
-__all__ = ("Output", "branch_tree", "format_record", "format_time", "table")
+__all__ = ("Output", "branch_tree", "format_record", "format_time", "plural", "table")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -48,6 +48,11 @@ class Output:
         self._stream.flush()
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 event``, ``2 events`` (``nouns`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def format_time(moment: datetime) -> str:
     """``2026-11-22 02:30:01.123`` in UTC, the way every record is stamped."""
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -73,7 +78,7 @@ def format_record(record: EventRecord, branch_id: str, width: int | None = None)
     merged = record.metadata.get("merged_from")
     if isinstance(merged, dict):
         parts.append(f"(merged from {merged.get('branch_id')}#{merged.get('sequence')})")
-    head = "  ".join(parts)
+    head = "  ".join(parts).rstrip()
     data = _compact(record.data)
     if not data:
         return head

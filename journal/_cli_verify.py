@@ -19,6 +19,7 @@ import msgspec
 from eventstore import EventRecord, is_valid_identifier
 
 from ._cli import EXIT_FAILED, EXIT_OK, CliError, Context
+from ._cli_render import plural
 
 __all__ = ("Problem", "Report", "verify", "verify_root")
 
@@ -285,9 +286,12 @@ async def verify(ctx: Context) -> int:
             ctx.out.line(str(problem))
         for note in report.notes:
             ctx.out.line(f"note: {note}")
-        counts = f"{report.sessions} sessions, {report.branches} branches, {report.events} events"
+        counts = (
+            f"{plural(report.sessions, 'session')}, "
+            f"{plural(report.branches, 'branch', 'branches')}, {plural(report.events, 'event')}"
+        )
         if ok:
             ctx.out.line(f"OK: {counts} checked")
         else:
-            ctx.out.line(f"FAILED: {len(report.problems)} problems in {counts}")
+            ctx.out.line(f"FAILED: {plural(len(report.problems), 'problem')} in {counts}")
     return EXIT_OK if ok else EXIT_FAILED

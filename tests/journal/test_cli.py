@@ -25,6 +25,14 @@ from eventstore import EventRecord
 from eventstore.file import FileEventStore
 
 TIMEOUT = 30
+#: The checkout, so ``python -m journal`` works whatever the working directory.
+PROJECT = str(Path(__file__).resolve().parents[2])
+
+
+def _env(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PROJECT, env.get("PYTHONPATH")]))
+    return env
 
 
 def run(
@@ -36,7 +44,7 @@ def run(
         input=stdin,
         capture_output=True,
         timeout=TIMEOUT,
-        env=env,
+        env=_env(env),
         check=False,
     )
 
@@ -230,7 +238,7 @@ def test_export_import_round_trip(store_root: Path, tmp_path: Path) -> None:
     again = json.loads(ok(target, "import", str(source), "--json"))
     assert (again["imported"], again["already_present"]) == (0, 5)
     assert snapshot(target) == before
-    assert ok(target, "verify").startswith("OK: 1 sessions, 2 branches, 5 events")
+    assert ok(target, "verify").startswith("OK: 1 session, 2 branches, 5 events")
 
 
 def test_import_under_a_new_session_from_stdin(store_root: Path, tmp_path: Path) -> None:
@@ -274,12 +282,13 @@ def test_tail_follows_a_writer_in_another_process(copy_root: Path) -> None:
         [*command, "tail", "other", "-n", "1", "-f"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=_env(),
     ) as tail:
         lines, pump = _line_reader(tail.stdout)
         try:
             # The last stored event is printed before the writer starts.
             assert lines.get(timeout=TIMEOUT).split()[0] == b"2"
-            subprocess.run([sys.executable, "-c", WRITER, str(copy_root)], check=True)
+            subprocess.run([sys.executable, "-c", WRITER, str(copy_root)], check=True, env=_env())
             followed = [lines.get(timeout=TIMEOUT).split() for _ in range(3)]
             assert [(row[0], row[3], row[4]) for row in followed] == [
                 (b"3", b"live", b"3"),
@@ -322,7 +331,7 @@ def test_verify_reports_a_torn_tail_without_repairing_it(copy_root: Path) -> Non
     assert done.returncode == 1
     out = done.stdout.decode().splitlines()
     assert out[0].startswith(f"{log}:3: torn last line")
-    assert out[-1].startswith("FAILED: 1 problems")
+    assert out[-1].startswith("FAILED: 1 problem in 2 sessions")
     assert snapshot(copy_root) == before
     # The demo session alone is fine.
     assert run(copy_root, "verify", "demo").returncode == 0
@@ -421,6 +430,7 @@ def test_writes_while_another_process_holds_the_store(copy_root: Path) -> None:
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        env=_env(),
     )
     try:
         assert holder.stdout is not None
