@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from eventstore import (
     SequenceConflict,
     StoreClosed,
 )
-from journal import EventJournal
+from journal import EventJournal, open_journal
 from stream import EventStreamHub
 from tests.stream._helpers import drain, ev, seqs, take
 
@@ -233,3 +234,20 @@ async def test_record_publishes_in_sequence_order_under_concurrency() -> None:
         await asyncio.gather(*(journal.record("s", "message") for _ in range(50)))
         assert seqs(await take(receiver, 50)) == list(range(1, 51))
         receiver.close()
+
+
+async def test_open_journal_over_the_file_store(tmp_path: Path) -> None:
+    from eventstore.file import FileEventStore
+
+    async with open_journal(tmp_path, durability="write") as journal:
+        assert isinstance(journal.store, FileEventStore)
+        async with journal.subscribe("s") as sub:
+            written = await journal.record("s", "message", {"text": "kept"})
+            assert await take(sub, 1) == [written]
+    assert journal.closed
+    assert (tmp_path / "s" / "main.jsonl").exists()
+    hub = EventStreamHub(buffer=8)
+    async with open_journal(tmp_path, hub=hub) as reopened:
+        assert reopened.hub is hub
+        assert await reopened.read("s") == [written]
+    assert hub.closed
