@@ -109,7 +109,8 @@ class MemoryEventStore(EventStore):
     async def _create_branch(
         self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
     ) -> BranchInfo:
-        if self._branch(session_id, branch_id) is not None:
+        if branch_id == MAIN or self._branch(session_id, branch_id) is not None:
+            # ``main`` exists implicitly in every session, so it is never a fork.
             raise BranchExists(session_id, branch_id)
         parent = self._branch_or_main(session_id, from_branch)
         if parent.merged_into is not None:
