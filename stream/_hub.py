@@ -193,20 +193,22 @@ class _Buffer:
             del self._losses[key]
         return due
 
-    async def _wait(self, losses: bool = True) -> None:
-        """Return once an event, a loss (if ``losses``) or the end arrived.
+    def _waiter(self, losses: bool = True) -> asyncio.Future[None] | None:
+        """A future done once an event, a loss (if ``losses``) or the end arrives.
 
-        Cancelling loses nothing: nothing is taken from the buffer here.
+        ``None`` if there is no need to wait. Awaiting the future directly saves
+        a coroutine per wake-up; cancelling it loses nothing, since nothing is
+        taken from the buffer until the consumer runs again.
         """
         if self._queue or (losses and self._losses) or self._state != _OPEN:
-            return
+            return None
+        waiters = self._waiters
+        if waiters:
+            # Waiters cancelled since the last wake-up are done: forget them.
+            waiters[:] = [waiter for waiter in waiters if not waiter.done()]
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if not waiter.done() and waiter in self._waiters:
-                self._waiters.remove(waiter)
+        waiters.append(waiter)
+        return waiter
 
     def _statistics(self) -> ReceiverStatistics:
         return ReceiverStatistics(
@@ -263,7 +265,9 @@ class EventReceiver:
             try:
                 return self.receive_nowait()
             except WouldBlock:
-                await self._buffer._wait(losses=False)
+                waiter = self._buffer._waiter(losses=False)
+                if waiter is not None:
+                    await waiter
 
     def __aiter__(self) -> Self:
         return self
@@ -364,8 +368,16 @@ class EventStreamHub:
         self._published += 1
         receivers = self._branches.get((event.session_id, event.branch_id))
         if receivers:
-            for receiver in receivers:
-                receiver._push(event)
+            # _push inlined: this loop is the fan-out's hot path.
+            for buffer in receivers:
+                queue = buffer._queue
+                if len(queue) < buffer._max:
+                    queue.append(event)
+                    buffer._pushed += 1
+                    if buffer._waiters:
+                        buffer._wake()
+                else:
+                    buffer._lose(event)
         if self._filtered:
             for receiver in self._by_session.get(event.session_id, ()):
                 receiver._offer(event)

@@ -179,12 +179,16 @@ class BranchSubscription(Subscription):
                 if self._handle.closed or not await self._catch_up():
                     raise self._stop()
                 continue
-            live = receiver._pop()
-            if live is None:
+            queue = receiver._queue
+            if not queue:
                 if self._handle.closed:
                     raise self._stop()
-                await receiver._wait()
+                waiter = receiver._waiter()
+                if waiter is not None:
+                    await waiter
                 continue
+            receiver._popped += 1
+            live = queue.popleft()
             sequence = live.sequence
             if sequence == self._last + 1:
                 self._last = sequence
@@ -258,7 +262,9 @@ class AllSubscription(Subscription):
             if event is None:
                 if self._handle.closed:
                     raise self._stop()
-                await receiver._wait()
+                waiter = receiver._waiter()
+                if waiter is not None:
+                    await waiter
                 continue
             if self._marks:
                 mark = self._marks.get((event.session_id, event.branch_id))
