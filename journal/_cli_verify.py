@@ -9,6 +9,7 @@ show up as a torn tail; run it again).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class _Branch:
     first: int = 0
     last: int = 0
     count: int = 0
+    #: How many of its records each source branch's merge brought in.
+    merged: Counter[str] = field(default_factory=Counter)
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -91,6 +94,7 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
         except msgspec.DecodeError as exc:
             # Unparseable in the middle is corruption; as the last line it is a tear.
             pending = (number, f"unparseable record: {exc}")
+            expected = None
             continue
         if record.session_id != session_id or record.branch_id != branch_id:
             report.problem(
@@ -106,6 +110,9 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
                 path, number, f"event_id {record.event_id} repeats line {ids[record.event_id]}"
             )
         ids[record.event_id] = number
+        origin = record.metadata.get("merged_from")
+        if isinstance(origin, dict) and isinstance(origin.get("branch_id"), str):
+            found.merged[origin["branch_id"]] += 1
         if not found.count:
             found.first = record.sequence
         found.last = record.sequence
@@ -168,53 +175,49 @@ def _load_manifest(path: Path, report: Report) -> dict[str, _ManifestBranch] | N
 def _check_lineage(
     folder: Path, manifest: dict[str, _ManifestBranch], logs: dict[str, _Branch], report: Report
 ) -> None:
-    manifest_path = folder / MANIFEST
+    """Fork points against the parents' heads, merges against their targets."""
+    where = folder / MANIFEST
+    empty = _Branch()
     for branch_id, info in sorted(manifest.items()):
-        log = logs.get(branch_id)
-        if info.parent_branch is not None:
-            parent = manifest.get(info.parent_branch)
-            parent_log = logs.get(info.parent_branch)
-            if parent is None and parent_log is None:
-                report.problem(
-                    manifest_path,
-                    1,
-                    f"branch {branch_id!r} forks from {info.parent_branch!r}, which does not exist",
-                )
-            else:
-                parent_head = parent_log.last if parent_log and parent_log.count else 0
-                if parent is not None:
-                    parent_head = max(parent_head, parent.fork_sequence)
-                if info.fork_sequence > parent_head:
-                    report.problem(
-                        manifest_path,
-                        1,
-                        f"branch {branch_id!r} forks {info.parent_branch!r} at "
-                        f"{info.fork_sequence}, beyond its head {parent_head}",
-                    )
-        if (
-            info.merged_into is not None
-            and info.merged_into not in manifest
-            and info.merged_into not in logs
-        ):
-            report.problem(
-                manifest_path,
-                1,
-                f"branch {branch_id!r} was merged into {info.merged_into!r}, which does not exist",
-            )
-        if log is not None and log.count and log.first != info.fork_sequence + 1:
+        log = logs.get(branch_id, empty)
+        if log.count and log.first != info.fork_sequence + 1:
             report.problem(
                 folder / f"{branch_id}.jsonl",
                 1,
                 f"first sequence {log.first}, expected {info.fork_sequence + 1} "
                 f"(fork point {info.fork_sequence} in {MANIFEST})",
             )
-    for branch_id, log in sorted(logs.items()):
-        if branch_id not in manifest and log.count and log.first != 1:
+        parent = info.parent_branch
+        if parent is not None:
+            if parent not in manifest:
+                report.problem(where, 1, f"{branch_id!r} forks from unknown branch {parent!r}")
+            else:
+                head = _head(manifest[parent], logs.get(parent, empty))
+                if info.fork_sequence > head:
+                    report.problem(
+                        where,
+                        1,
+                        f"{branch_id!r} forks {parent!r} at {info.fork_sequence}, "
+                        f"beyond its head {head}",
+                    )
+        target = info.merged_into
+        if target is None:
+            continue
+        if target not in manifest:
+            report.problem(where, 1, f"{branch_id!r} was merged into unknown branch {target!r}")
+            continue
+        brought = logs.get(target, empty).merged[branch_id]
+        if brought != log.count:
             report.problem(
-                folder / f"{branch_id}.jsonl",
+                where,
                 1,
-                f"first sequence {log.first} but {MANIFEST} records no fork point for it",
+                f"{branch_id!r} is marked merged into {target!r}, which holds {brought} "
+                f"of its {log.count} events",
             )
+
+
+def _head(info: _ManifestBranch, log: _Branch) -> int:
+    return log.last if log.count else info.fork_sequence
 
 
 def _check_session(folder: Path, report: Report) -> None:
@@ -234,18 +237,14 @@ def _check_session(folder: Path, report: Report) -> None:
             report.problem(path, 0, f"{branch_id!r} is not a valid branch id")
             continue
         logs[branch_id] = _check_log(path, session_id, branch_id, report)
+        # The store knows a session's branches from its manifest alone.
+        if manifest is None:
+            report.problem(path, 0, f"no {MANIFEST} in {folder}: the store cannot see it")
+        elif branch_id not in manifest:
+            report.problem(path, 0, f"not listed in {MANIFEST}: the store cannot see it")
     report.branches += len(set(logs) | set(manifest or ()))
     if manifest is not None:
         _check_lineage(folder, manifest, logs, report)
-    elif logs:
-        for branch_id, log in sorted(logs.items()):
-            if log.count and log.first != 1:
-                report.problem(
-                    folder / f"{branch_id}.jsonl",
-                    1,
-                    f"first sequence {log.first}, and there is no {MANIFEST} to say "
-                    "where the branch was forked",
-                )
 
 
 def verify_root(root: Path, session_id: str | None = None) -> Report:

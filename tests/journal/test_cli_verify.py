@@ -1,0 +1,152 @@
+"""``verify``'s checks, one kind of damage at a time (in-process: each is one file edit).
+
+The command itself (exit codes, output, nothing repaired) is driven as a
+subprocess in ``test_cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventstore import EventRecord
+from eventstore.file import FileEventStore
+from journal._cli import CliError
+from journal._cli_verify import verify_root
+
+
+@pytest.fixture
+async def root(tmp_path: Path) -> Path:
+    """Session ``s``: main 1..4, ``alt`` forked at 2 with 3..4, ``done`` merged into main."""
+    async with FileEventStore(tmp_path, durability="write") as store:
+        for sequence in range(1, 5):
+            await store.append(EventRecord.new("s", "main", sequence, "k", sequence))
+        await store.create_branch("s", "alt", fork_sequence=2)
+        for sequence in (3, 4):
+            await store.append(EventRecord.new("s", "alt", sequence, "k", None))
+        await store.create_branch("s", "done")
+        await store.append(EventRecord.new("s", "done", 5, "k", None))
+        await store.append(EventRecord.new("s", "done", 6, "k", None))
+        await store.merge_branch("s", "done", "main")
+    return tmp_path
+
+
+def messages(root: Path) -> list[tuple[str, int, str]]:
+    report = verify_root(root)
+    return [(Path(p.path).name, p.line, p.message) for p in report.problems]
+
+
+def edit_manifest(root: Path, change: dict[str, object], branch: str | None = None) -> None:
+    path = root / "s" / "branches.json"
+    manifest = json.loads(path.read_bytes())
+    if branch is None:
+        manifest.update(change)
+    else:
+        for entry in manifest["branches"]:
+            if entry["branch_id"] == branch:
+                entry.update(change)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_healthy_store_has_no_problems(root: Path) -> None:
+    report = verify_root(root)
+    assert (report.sessions, report.branches, report.events) == (1, 3, 10)
+    assert report.problems == []
+    assert report.notes == []
+
+
+def test_unknown_session(root: Path) -> None:
+    with pytest.raises(CliError, match="unknown session 'nope'"):
+        verify_root(root, "nope")
+
+
+def test_an_unparseable_line_in_the_middle_is_reported_once(root: Path) -> None:
+    log = root / "s" / "main.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[1] = b"{oops\n"
+    log.write_bytes(b"".join(lines))
+    found = messages(root)
+    assert len(found) == 1
+    name, line, message = found[0]
+    assert (name, line) == ("main.jsonl", 2)
+    assert message.startswith("unparseable record")
+
+
+def test_an_unparseable_last_line_is_a_torn_tail(root: Path) -> None:
+    with (root / "s" / "alt.jsonl").open("ab") as stream:
+        stream.write(b"garbage\n")
+    [(name, line, message)] = messages(root)
+    assert (name, line) == ("alt.jsonl", 3)
+    assert message.startswith("torn last line (unparseable record")
+
+
+def test_records_filed_under_the_wrong_branch_or_repeated(root: Path) -> None:
+    log = root / "s" / "alt.jsonl"
+    first = msgspec.json.decode(log.read_bytes().splitlines()[0])
+    second = {**first, "sequence": 4, "branch_id": "main"}
+    log.write_bytes(msgspec.json.encode(first) + b"\n" + msgspec.json.encode(second) + b"\n")
+    found = messages(root)
+    assert ("alt.jsonl", 2, "record of s/main in the file of s/alt") in found
+    assert any(m.startswith(f"event_id {first['event_id']} repeats line 1") for *_, m in found)
+
+
+def test_fork_point_must_match_the_first_sequence(root: Path) -> None:
+    edit_manifest(root, {"fork_sequence": 1}, branch="alt")
+    assert messages(root) == [
+        ("alt.jsonl", 1, "first sequence 3, expected 2 (fork point 1 in branches.json)")
+    ]
+
+
+def test_fork_beyond_the_parents_head(root: Path) -> None:
+    log = root / "s" / "main.jsonl"
+    log.write_bytes(log.read_bytes().splitlines(keepends=True)[0])
+    found = messages(root)
+    assert ("branches.json", 1, "'alt' forks 'main' at 2, beyond its head 1") in found
+
+
+def test_unknown_parent_and_merge_target(root: Path) -> None:
+    edit_manifest(root, {"parent_branch": "ghost"}, branch="alt")
+    edit_manifest(root, {"merged_into": "nowhere"}, branch="done")
+    found = messages(root)
+    assert ("branches.json", 1, "'alt' forks from unknown branch 'ghost'") in found
+    assert ("branches.json", 1, "'done' was merged into unknown branch 'nowhere'") in found
+
+
+def test_a_merge_whose_events_are_missing_from_the_target(root: Path) -> None:
+    log = root / "s" / "main.jsonl"
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:5]))
+    assert messages(root) == [
+        ("branches.json", 1, "'done' is marked merged into 'main', which holds 1 of its 2 events")
+    ]
+
+
+def test_an_interrupted_merge(root: Path) -> None:
+    pending = {"source": "alt", "target": "main", "target_head": 6, "target_size": 1, "count": 2}
+    edit_manifest(root, {"pending_merge": pending})
+    [(name, _, message)] = messages(root)
+    assert name == "branches.json"
+    assert message.startswith("interrupted merge of 'alt' into 'main'")
+
+
+def test_files_the_store_cannot_see(root: Path) -> None:
+    (root / "s" / "stray.jsonl").write_bytes((root / "s" / "main.jsonl").read_bytes())
+    orphan = root / "orphan"
+    orphan.mkdir()
+    (orphan / "main.jsonl").write_bytes(b"")
+    (root / "s" / "main.jsonl.torn").write_bytes(b"{half")
+    report = verify_root(root)
+    found = [(Path(p.path).name, p.message) for p in report.problems]
+    assert ("stray.jsonl", "not listed in branches.json: the store cannot see it") in found
+    assert any(name == "main.jsonl" and "no branches.json" in m for name, m in found)
+    assert any(p.message == "record of s/main in the file of s/stray" for p in report.problems)
+    assert [Path(n.path).name for n in report.notes] == ["main.jsonl.torn"]
+
+
+def test_an_unreadable_manifest(root: Path) -> None:
+    (root / "s" / "branches.json").write_bytes(b"[not json")
+    found = messages(root)
+    assert found[0][:2] == ("branches.json", 1)
+    assert found[0][2].startswith("unreadable branch manifest")
