@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -23,7 +25,7 @@ import msgspec
 from ._errors import StorageError
 from ._records import Position
 
-__all__ = ("Listener", "encode_notice")
+__all__ = ("Listener", "Watch", "encode_notice")
 
 logger = logging.getLogger("eventstore.postgres")
 
@@ -60,44 +62,41 @@ class Listener:
         self._channel = channel
         self._instance_id = instance_id
         self._recent_heads_sql = recent_heads_sql
-        self._queues: set[asyncio.Queue[Position | None]] = set()
+        # Weak, so a Watch dropped without being closed stops collecting positions.
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._since: datetime | None = None
 
-    async def watch(self) -> AsyncIterator[Position]:
-        """Yield positions other store instances commit from now on, until :meth:`close`.
-
-        :raises StorageError: if the first listening connection cannot be made.
-        """
-        queue: asyncio.Queue[Position | None] = asyncio.Queue()
-        self._queues.add(queue)
-        try:
-            await self._start()
-            while (position := await queue.get()) is not None:
-                yield position
-        finally:
-            self._queues.discard(queue)
+    def watch(self, ready: Callable[[], Awaitable[None]]) -> Watch:
+        """A new :class:`Watch`, receiving from now on; ``ready`` opens the store."""
+        watch = Watch(self, ready)
+        self._watches.add(watch)
+        return watch
 
     async def close(self) -> None:
         """Stop listening and end every :meth:`watch` iterator."""
-        for queue in self._queues:
-            queue.put_nowait(None)
+        for watch in list(self._watches):
+            watch._queue.put_nowait(None)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Listen, if not yet; returns once notifications are being received.
+
+        :raises StorageError: if the first listening connection cannot be made.
+        """
         if self._ready is None or (self._ready.done() and self._ready.exception() is not None):
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._run(self._ready), name="eventstore-listen")
         await asyncio.shield(self._ready)
 
     def _publish(self, position: Position) -> None:
-        for queue in self._queues:
-            queue.put_nowait(position)
+        for watch in self._watches:
+            watch._queue.put_nowait(position)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -151,3 +150,59 @@ class Listener:
                 await asyncio.wait_for(lost.wait(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await conn.execute("SELECT 1")
+
+
+class Watch:
+    """Positions other store instances commit; an async iterator and context manager.
+
+    It collects positions from its creation, once the store listens: ``async with
+    store.watch() as positions`` returns when listening has begun, so every
+    position committed after that is yielded. Iterating starts listening too.
+    """
+
+    def __init__(self, listener: Listener, ready: Callable[[], Awaitable[None]]) -> None:
+        self._listener = listener
+        self._ready = ready
+        self._queue: asyncio.Queue[Position | None] = asyncio.Queue()
+        self._started = False
+        self._done = False
+
+    async def _start(self) -> None:
+        if not self._started:
+            await self._ready()
+            await self._listener.start()
+            self._started = True
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> Position:
+        if self._done:
+            raise StopAsyncIteration
+        await self._start()
+        position = await self._queue.get()
+        if position is None:
+            self.close()
+            raise StopAsyncIteration
+        return position
+
+    async def __aenter__(self) -> Watch:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop receiving; iteration ends. Idempotent."""
+        self._done = True
+        self._listener._watches.discard(self)
+
+    async def aclose(self) -> None:
+        """Alias of :meth:`close`, for ``contextlib.aclosing``."""
+        self.close()

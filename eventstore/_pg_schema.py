@@ -111,23 +111,25 @@ class Statements:
 
     def __init__(self, schema: str, channel: str) -> None:
         s = f'"{schema}"'
-        # $3 first sequence, $4 how many, $5 the records as one JSON array (msgspec
-        # encodes a whole batch in one call; the server splits it in one pass),
-        # $6 the notification payload. The events insert reads from the branch row
-        # the first CTE advanced, so the head check and the insert are one atomic
-        # statement: a stale head advances no row and inserts nothing, and the
-        # primary key still backs it up.
+        # $3 first sequence, $4..$8 one array per column, $9 the notification
+        # payload. data and metadata travel as text and are cast to json, which
+        # validates without un-escaping (json_to_recordset would reject "\u0000").
+        # The events insert reads from the branch row the first CTE advanced, so
+        # the head check and the insert are one atomic statement: a stale head
+        # advances no row and inserts nothing; the primary key backs it up.
         insert_tail = f"""
         , e AS (
             INSERT INTO {s}.events
                 (session_id, branch_id, sequence, event_id, kind, data, metadata, recorded_at)
-            SELECT $1, $2, u.sequence, u.event_id, u.kind, u.data, u.metadata, u.recorded_at
-            FROM b, json_to_recordset($5::json) AS u(sequence bigint, event_id text,
-                kind text, data json, metadata json, recorded_at timestamptz)
+            SELECT $1, $2, $3::bigint + u.n - 1, u.event_id, u.kind, u.data::json,
+                   u.metadata::json, u.recorded_at
+            FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
+                           $8::timestamptz[])
+                    WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
         )
-        SELECT b.head, pg_notify('{channel}', $6::text) FROM b
+        SELECT b.head, pg_notify('{channel}', $9::text) FROM b
         """
-        new_head = "$3::bigint + $4::bigint - 1"
+        new_head = "$3::bigint + cardinality($4::text[]) - 1"
         self.append_next = f"""
         WITH b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()

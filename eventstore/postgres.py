@@ -44,7 +44,7 @@ and stay co-located, making each operation a single-shard transaction::
 from __future__ import annotations
 
 import operator
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -64,10 +64,10 @@ from ._errors import (
 )
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records
-from ._pg_listen import Listener, encode_notice
+from ._pg_listen import Listener, Watch, encode_notice
 from ._pg_pool import ConnectionPool
 from ._pg_schema import Statements, check_schema_name, migrate
-from ._records import BranchInfo, EventRecord, MergeResult, Position, utc_now
+from ._records import BranchInfo, EventRecord, MergeResult, utc_now
 from ._ulid import new_ulid
 
 __all__ = ("PostgresEventStore",)
@@ -142,7 +142,12 @@ class PostgresEventStore(EventStore):
             yield
         except EventStoreError:
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a connection killed while idle, seen late
+            OSError,
+        ) as exc:
             if self._closed:
                 raise StoreClosed() from exc
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
@@ -150,7 +155,9 @@ class PostgresEventStore(EventStore):
     def _connect(self) -> Any:
         # JIT compiling the lineage query costs more than running it.
         settings = {"application_name": "eventjournal", "jit": "off"}
-        return asyncpg.connect(self._dsn, server_settings=settings, **self._connect_kwargs)
+        kwargs = dict(self._connect_kwargs)
+        settings.update(kwargs.pop("server_settings", None) or {})
+        return asyncpg.connect(self._dsn, server_settings=settings, **kwargs)
 
     async def _open(self) -> None:
         with self._errors():
@@ -166,23 +173,21 @@ class PostgresEventStore(EventStore):
         await self._listener.close()
         await self._pool.close()
 
-    def watch(self) -> AsyncIterator[Position]:
-        """Positions other store instances (any process, any machine) commit from now on.
+    def watch(self) -> Watch:
+        """Positions other store instances (any process, any machine) commit.
 
-        Positions come in commit order per branch, one per event; a position is a
-        wake-up, read the record itself with :meth:`read`. After a lost listening
-        connection the store reconnects and announces the heads of the branches
-        written meanwhile. Iteration ends when the store closes.
+        ``async with store.watch() as positions:`` returns once the store listens;
+        every position committed after that is yielded, in commit order per
+        branch, one per event. A position is a wake-up: read the record with
+        :meth:`read`. After a lost listening connection the store reconnects and
+        announces the heads of the branches written meanwhile. Iteration ends when
+        the store closes.
 
-        :raises StorageError: if the listening connection cannot be made.
-        :raises StoreClosed: after :meth:`close`.
+        :raises StorageError: (on entering or first iteration) if the listening
+            connection cannot be made.
+        :raises StoreClosed: (likewise) after :meth:`close`.
         """
-        return self._watch()
-
-    async def _watch(self) -> AsyncIterator[Position]:
-        await self._ready()
-        async for position in self._listener.watch():
-            yield position
+        return self._listener.watch(self._ready)
 
     # -- writes ----------------------------------------------------------------
 
@@ -209,8 +214,11 @@ class PostgresEventStore(EventStore):
                 first.session_id,
                 first.branch_id,
                 first.sequence,
-                len(events),
-                _encode(events).decode(),
+                [e.event_id for e in events],
+                [e.kind for e in events],
+                [_encode(e.data).decode() for e in events],
+                [_encode(e.metadata).decode() for e in events],
+                [e.recorded_at for e in events],
                 encode_notice(
                     self._instance_id, first.session_id, first.branch_id, first.sequence, last
                 ),
@@ -246,6 +254,9 @@ class PostgresEventStore(EventStore):
     async def _create_branch(
         self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
     ) -> BranchInfo:
+        if branch_id == MAIN:
+            # ``main`` exists implicitly in every session, so it is never a fork.
+            raise BranchExists(session_id, branch_id)
         sql = self._sql
         with self._errors():
             async with self._pool.acquire() as conn, conn.transaction():
