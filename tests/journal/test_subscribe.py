@@ -246,3 +246,36 @@ async def test_subscription_pages_backlog_and_live_across_a_small_page() -> None
         await journal.record("s", "message")
         assert seqs(await take(sub, 1)) == [11]
         sub.close()
+
+
+@pytest.mark.parametrize("store_factory", ["postgres"], indirect=True)
+async def test_events_of_another_process_arrive_live(store_factory: StoreFactory) -> None:
+    # Two stores over one database stand for two processes: only the watch
+    # task can bring the other one's events to these subscribers.
+    async with (
+        EventJournal(store_factory()) as here,
+        EventJournal(store_factory()) as there,
+        here.subscribe("s") as sub,
+        here.subscribe_all(kinds=["remote"]) as remote,
+    ):
+        local = await here.record("s", "local")
+        assert await take(sub, 1) == [local]
+        seen = asyncio.Event()
+        written: list[EventRecord] = []
+
+        async def other_process() -> None:
+            # Until the listener is up a notification can be missed; the
+            # next one makes the subscriber re-read the gap.
+            while not seen.is_set() or len(written) < 5:
+                written.append(await there.record("s", "remote", {"n": len(written)}))
+                await asyncio.sleep(0.01)
+
+        writer = asyncio.create_task(other_process())
+        first = await take(sub, 1)
+        seen.set()
+        await writer
+        got = first + await take(sub, len(written) - 1)
+        assert [e.event_id for e in got] == [e.event_id for e in written]
+        assert seqs(got) == list(range(2, len(written) + 2))
+        (heard,) = await take(remote, 1)
+        assert heard.event_id in {e.event_id for e in written}
