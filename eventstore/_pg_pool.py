@@ -23,7 +23,7 @@ CLOSE_GRACE = 10.0
 
 
 class ConnectionPool:
-    """At most ``max_size`` connections made by ``connect``; ``min_size`` kept open."""
+    """At most ``max_size`` connections made by ``connect``; ``min_size`` opened up front."""
 
     def __init__(
         self, connect: Callable[[], Awaitable[Any]], *, min_size: int, max_size: int
@@ -46,8 +46,16 @@ class ConnectionPool:
 
         :raises OSError, asyncpg.PostgresError: if the server cannot be reached.
         """
-        fresh = await asyncio.gather(*(self._connect() for _ in range(self._min_size)))
+        self._closed = False  # a failed open may be retried
+        results = await asyncio.gather(
+            *(self._connect() for _ in range(self._min_size)), return_exceptions=True
+        )
+        fresh = [r for r in results if not isinstance(r, BaseException)]
         self._idle.extend(fresh)
+        for result in results:
+            if isinstance(result, BaseException):
+                await self.close()
+                raise result
 
     def acquire(self) -> _Lease:
         """``async with pool.acquire() as conn``: a connection for one operation."""

@@ -104,16 +104,6 @@ async def test_concurrent_first_opens_create_the_schema_once(schema: str) -> Non
         await asyncio.gather(*(store.close() for store in stores))
 
 
-async def test_newer_schema_version_is_refused(schema: str, admin: Any) -> None:
-    async with make_store(schema):
-        pass
-    await admin.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (99)')
-    store = make_store(schema)
-    with pytest.raises(StorageError, match="version 99"):
-        await store.open()
-    await store.close()
-
-
 async def test_event_id_reused_at_another_position_is_refused(schema: str) -> None:
     async with make_store(schema) as store:
         first = await store.append(ev("s1", 1))
@@ -371,3 +361,16 @@ async def test_server_side_kill_of_idle_connections_is_survived(schema: str, adm
                 failures += 1
         assert failures <= 2
         assert [r.sequence for r in await store.read("s1")] == [1, 2]
+
+
+async def test_newer_schema_is_refused_and_open_can_be_retried(schema: str, admin: Any) -> None:
+    async with make_store(schema):
+        pass
+    await admin.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (99)')
+    store = make_store(schema)
+    with pytest.raises(StorageError, match="version 99"):
+        await store.open()
+    await admin.execute(f'DELETE FROM "{schema}".schema_version WHERE version = 99')
+    async with store:
+        await store.append(ev("s1", 1))
+        assert await store.head("s1") == 1
