@@ -1,14 +1,19 @@
 """Write workloads: sequential, concurrent and batched appends; the memory store.
 
 Every timed loop appends records built beforehand, one awaited call at a time
-per writer, into a fresh store (a fresh root or database per repeat).
+per writer, into a fresh store (a fresh root or database per round). Ours, the
+peer and the limit take turns round by round (see :func:`rounds`), so a burst
+of load from a neighbour slows all three alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from eventstore import EventRecord, EventStore, MemoryEventStore
 
@@ -17,54 +22,72 @@ from ._harness import (
     Context,
     Goal,
     Row,
-    best_rate,
     chunks,
     file_store,
     make_records,
     record_lines,
-    side,
+    rounds,
 )
 
 __all__ = ("WORKLOADS",)
 
+Timed = Callable[[], Awaitable[float]]
 
-async def _file_appends(
-    ctx: Context, tag: str, durability: str, records: list[EventRecord]
-) -> float:
-    durations = []
-    for i in range(ctx.sizes.repeats):
-        root = ctx.path(f"{tag}-{i}")
-        store = file_store(root, durability)
-        async with store:
-            await store.head(records[0].session_id)
+
+def _our_file(
+    ctx: Context, tag: str, durability: str, groups: list[list[EventRecord]], *, batch: bool
+) -> Timed:
+    """One round: a fresh root, then every group appended (one call per record or per group)."""
+    counter = itertools.count()
+
+    async def once() -> float:
+        root = ctx.path(f"{tag}-{next(counter)}")
+        async with file_store(root, durability) as store:
+            await store.head(groups[0][0].session_id)
             start = time.perf_counter()
-            for record in records:
-                await store.append(record)
-            durations.append(time.perf_counter() - start)
+            for group in groups:
+                if batch:
+                    await store.append_batch(group)
+                else:
+                    for record in group:
+                        await store.append(record)
+            took = time.perf_counter() - start
         shutil.rmtree(root, ignore_errors=True)
-    return best_rate(len(records), durations)
+        return took
+
+    return once
 
 
-async def _sqlite_single(ctx: Context, tag: str, events: list[object], row: Row) -> float:
-    durations = []
-    for i in range(ctx.sizes.repeats):
-        peer = _peers.SqlitePeer.fresh(ctx.path(f"{tag}-{i}.sqlite"))
+def _sqlite(ctx: Context, tag: str, build: Callable[[], list[list[Any]]], row: Row) -> Timed:
+    """One round: a fresh SQLite file, one ``insert_events`` call per group.
+
+    ``build`` makes the groups on the first round, outside the clock; it raises
+    :class:`Unavailable` when eventsourcing is not installed.
+    """
+    counter = itertools.count()
+    built: list[list[list[Any]]] = []
+
+    async def once() -> float:
+        if not built:
+            built.append(build())
+        groups = built[0]
+        peer = _peers.SqlitePeer.fresh(ctx.path(f"{tag}-{next(counter)}.sqlite"))
         row.detail["sqlite"] = peer.pragmas()
         start = time.perf_counter()
-        for event in events:
-            peer.insert([event])
-        durations.append(time.perf_counter() - start)
+        for group in groups:
+            peer.insert(group)
+        took = time.perf_counter() - start
         peer.close()
-    return best_rate(len(events), durations)
+        return took
+
+    return once
 
 
-def _limit(ctx: Context, lines: list[bytes], *, fsync: bool, per: int = 1) -> float:
-    path = ctx.path("limit.jsonl")
-    best = min(
-        _limits.write_lines(path, lines, fsync=fsync, per=per) for _ in range(ctx.sizes.repeats)
-    )
-    path.unlink()
-    return len(lines) / best
+def _limit(ctx: Context, lines: list[bytes], *, fsync: bool, per: int = 1) -> Timed:
+    async def once() -> float:
+        return _limits.write_lines(ctx.path("limit.jsonl"), lines, fsync=fsync, per=per)
+
+    return once
 
 
 async def sequential(ctx: Context) -> list[Row]:
@@ -78,23 +101,21 @@ async def sequential(ctx: Context) -> list[Row]:
 async def _sequential(ctx: Context, durability: str, count: int) -> Row:
     records = make_records("seq", count)
     row = Row(f"sequential append, durability={durability}", "ev/s")
-
-    async def ours() -> float:
-        return await _file_appends(ctx, f"seq-{durability}", durability, records)
-
-    async def peer() -> float:
-        return await _sqlite_single(ctx, "seq", _peers.stored_events("seq", count), row)
-
-    row.ours = await side(row, "ours", ours)
+    sides = {"ours": _our_file(ctx, f"seq-{durability}", durability, [records], batch=False)}
     if durability == "fsync":
         # Only the fsync configuration has a like-for-like peer: SQLite's
         # defaults make every commit durable.
+        sides["peer"] = _sqlite(ctx, "seq", lambda: _singles("seq", count), row)
         row.baseline_name = "SQLite 1 ev/txn"
-        row.baseline = await side(row, "peer", peer)
         row.goal = Goal("min_ratio", 1.0, ">= 1x SQLite")
-    row.limit = _limit(ctx, record_lines(records), fsync=durability == "fsync")
+    sides["limit"] = _limit(ctx, record_lines(records), fsync=durability == "fsync")
+    await rounds(ctx, row, count, sides)
     row.detail["events"] = count
     return row
+
+
+def _singles(originator_id: str, count: int) -> list[list[Any]]:
+    return [[event] for event in _peers.stored_events(originator_id, count)]
 
 
 async def _writer(store: EventStore, records: list[EventRecord]) -> None:
@@ -108,30 +129,27 @@ async def concurrent(ctx: Context) -> list[Row]:
     per_session = [make_records(f"c{n:03d}", per) for n in range(sessions)]
     total = sessions * per
     row = Row(f"concurrent append, {sessions} sessions, fsync", "ev/s")
+    counter = itertools.count()
 
     async def ours() -> float:
-        durations = []
-        for i in range(ctx.sizes.repeats):
-            root = ctx.path(f"conc-{i}")
-            store = file_store(root, "fsync")
-            async with store:
-                start = time.perf_counter()
-                await asyncio.gather(*(_writer(store, records) for records in per_session))
-                durations.append(time.perf_counter() - start)
-            shutil.rmtree(root, ignore_errors=True)
-        return best_rate(total, durations)
+        root = ctx.path(f"conc-{next(counter)}")
+        async with file_store(root, "fsync") as store:
+            start = time.perf_counter()
+            await asyncio.gather(*(_writer(store, records) for records in per_session))
+            took = time.perf_counter() - start
+        shutil.rmtree(root, ignore_errors=True)
+        return took
 
-    async def peer() -> float:
-        # SQLite takes one writer at a time, so the same interleaving from one
-        # thread is its best case: threads would only add lock waits.
+    # SQLite takes one writer at a time, so the same interleaving from one
+    # thread is its best case: threads would only add lock waits.
+    def interleaved() -> list[list[Any]]:
         streams = [_peers.stored_events(f"c{n:03d}", per) for n in range(sessions)]
-        interleaved = [stream[k] for k in range(per) for stream in streams]
-        return await _sqlite_single(ctx, "conc", interleaved, row)
+        return [[stream[k]] for k in range(per) for stream in streams]
 
-    row.ours = await side(row, "ours", ours)
+    sides: dict[str, Timed] = {"ours": ours, "peer": _sqlite(ctx, "conc", interleaved, row)}
     row.baseline_name = "SQLite 1 ev/txn"
-    row.baseline = await side(row, "peer", peer)
     row.goal = Goal("min_ratio", 5.0, ">= 5x SQLite")
+    await rounds(ctx, row, total, sides)
     row.detail["events"] = total
     return [row]
 
@@ -141,39 +159,14 @@ async def batches(ctx: Context) -> list[Row]:
     count = ctx.sizes.batches * 100
     records = make_records("batch", count)
     row = Row("batch append (100/batch), fsync", "ev/s")
-
-    async def ours() -> float:
-        groups = list(chunks(records, 100))
-        durations = []
-        for i in range(ctx.sizes.repeats):
-            root = ctx.path(f"batch-{i}")
-            store = file_store(root, "fsync")
-            async with store:
-                await store.head("batch")
-                start = time.perf_counter()
-                for group in groups:
-                    await store.append_batch(group)
-                durations.append(time.perf_counter() - start)
-            shutil.rmtree(root, ignore_errors=True)
-        return best_rate(count, durations)
-
-    async def peer() -> float:
-        groups = list(chunks(_peers.stored_events("batch", count), 100))
-        durations = []
-        for i in range(ctx.sizes.repeats):
-            sqlite = _peers.SqlitePeer.fresh(ctx.path(f"batch-{i}.sqlite"))
-            start = time.perf_counter()
-            for group in groups:
-                sqlite.insert(group)
-            durations.append(time.perf_counter() - start)
-            sqlite.close()
-        return best_rate(count, durations)
-
-    row.ours = await side(row, "ours", ours)
+    sides = {"ours": _our_file(ctx, "batch", "fsync", list(chunks(records, 100)), batch=True)}
+    sides["peer"] = _sqlite(
+        ctx, "batch", lambda: list(chunks(_peers.stored_events("batch", count), 100)), row
+    )
+    sides["limit"] = _limit(ctx, record_lines(records), fsync=True, per=100)
     row.baseline_name = "SQLite 100 ev/txn"
-    row.baseline = await side(row, "peer", peer)
     row.goal = Goal("min_ratio", 3.0, ">= 3x SQLite")
-    row.limit = _limit(ctx, record_lines(records), fsync=True, per=100)
+    await rounds(ctx, row, count, sides)
     row.detail["events"] = count
     return [row]
 
@@ -185,30 +178,26 @@ async def memory(ctx: Context) -> list[Row]:
     row = Row("memory store sequential append", "ev/s")
 
     async def ours() -> float:
-        durations = []
-        for _ in range(ctx.sizes.repeats):
-            async with MemoryEventStore() as store:
-                start = time.perf_counter()
-                for record in records:
-                    await store.append(record)
-                durations.append(time.perf_counter() - start)
-        return best_rate(count, durations)
+        async with MemoryEventStore() as store:
+            start = time.perf_counter()
+            for record in records:
+                await store.append(record)
+            return time.perf_counter() - start
+
+    events: list[Any] = []
 
     async def peer() -> float:
-        events = _peers.stored_events("mem", count)
-        durations = []
-        for _ in range(ctx.sizes.repeats):
-            recorder = _peers.popo_recorder()
-            start = time.perf_counter()
-            for event in events:
-                recorder.insert_events([event])
-            durations.append(time.perf_counter() - start)
-        return best_rate(count, durations)
+        recorder = _peers.popo_recorder()
+        events[:] = events or _peers.stored_events("mem", count)
+        start = time.perf_counter()
+        for event in events:
+            recorder.insert_events([event])
+        return time.perf_counter() - start
 
-    row.ours = await side(row, "ours", ours)
+    sides = {"ours": ours, "peer": peer}
     row.baseline_name = "POPO recorder"
-    row.baseline = await side(row, "peer", peer)
     row.goal = Goal("min_ratio", 1.0, ">= 1x POPO")
+    await rounds(ctx, row, count, sides)
     row.detail["events"] = count
     return [row]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = (
     "median",
     "percentile",
     "pg_dsn_reachable",
+    "rounds",
     "side",
     "timed",
 )
@@ -286,6 +287,32 @@ async def side(row: Row, who: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         row.status = "error"
         row.note = "; ".join(filter(None, [row.note, f"{who} failed: {exc!r}"]))
     return None
+
+
+async def rounds(
+    ctx: Context, row: Row, count: int, sides: Mapping[str, Callable[[], Awaitable[float]]]
+) -> None:
+    """Time each side (``ours``, ``peer``, ``limit``) once per round, in turns.
+
+    Taking turns means a neighbour's burst of load hits every side alike, so
+    the ratio holds even when the absolute figures wobble. The fastest round
+    of each side counts, as ``count`` events per second; a side that fails is
+    dropped (its note says why) and the others go on.
+    """
+    durations: dict[str, list[float]] = {name: [] for name in sides}
+    alive = dict(sides)
+    for _ in range(ctx.sizes.repeats):
+        for name, once in list(alive.items()):
+            took = await side(row, name, once)
+            if took is None:
+                del alive[name]
+            else:
+                durations[name].append(took)
+    rates = {name: count / min(d) if d else None for name, d in durations.items()}
+    row.ours = rates.get("ours")
+    row.baseline = rates.get("peer")
+    row.limit = rates.get("limit")
+    row.detail["rounds_s"] = durations
 
 
 # -- timing ---------------------------------------------------------------------

@@ -78,8 +78,7 @@ async def _paced(ctx: Context, subscribers: int) -> dict[str, float]:
     records = make_records("live", total)
     sent = [0.0] * (total + 1)
     root = ctx.path(f"live-{subscribers}")
-    async with file_store(root, "write") as store:
-        journal = event_journal(store)
+    async with event_journal(file_store(root, "write")) as journal:
         consumers = [_Consumer(sent, total) for _ in range(subscribers)]
         tasks = [asyncio.create_task(c.run(await _subscribe(journal, "live"))) for c in consumers]
         try:
@@ -99,7 +98,6 @@ async def _paced(ctx: Context, subscribers: int) -> dict[str, float]:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await _close(journal)
     latencies = [x for c in consumers for x in c.latencies]
     return {
         "p50": median(latencies),
@@ -122,16 +120,6 @@ async def _until_warm(consumers: list[_Consumer], tasks: list[asyncio.Task[None]
     for task in done:
         task.result()
     raise TimeoutError("subscribers never received the warm-up events")
-
-
-async def _close(journal: Any) -> None:
-    for name in ("aclose", "close"):
-        closer = getattr(journal, name, None)
-        if closer is not None:
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
-            return
 
 
 async def live(ctx: Context) -> list[Row]:
@@ -164,8 +152,7 @@ async def _catch_up(ctx: Context) -> Row:
     async def ours() -> float:
         event_journal, _hub = journal_api()
         root = await _ours(ctx, size)
-        async with file_store(root, "write") as store:
-            journal = event_journal(store)
+        async with event_journal(file_store(root, "write")) as journal:
             subscription = await _subscribe(journal, _session(size))
             start = time.perf_counter()
             count = 0
@@ -175,7 +162,6 @@ async def _catch_up(ctx: Context) -> Row:
                     if event.sequence == size:
                         break
             took = time.perf_counter() - start
-            await _close(journal)
         if count != size:
             raise AssertionError(f"caught up {count} events, expected {size}")
         return size / took

@@ -18,11 +18,11 @@ from ._harness import (
     Context,
     Goal,
     Row,
-    best_rate,
     file_store,
     make_records,
     median,
     record_lines,
+    rounds,
     side,
 )
 
@@ -74,8 +74,7 @@ def _peer(ctx: Context, size: int) -> Path:
     return built
 
 
-def _limit_file(ctx: Context, size: int) -> Path:
-    path = ctx.path(f"limit-{size}.jsonl")
+def _limit_file(path: Path, size: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for first in range(1, size + 1, BUILD_BATCH):
@@ -83,7 +82,6 @@ def _limit_file(ctx: Context, size: int) -> Path:
             os.write(fd, b"".join(record_lines(make_records(_session(size), count, start=first))))
     finally:
         os.close(fd)
-    return path
 
 
 async def replay(ctx: Context) -> list[Row]:
@@ -93,44 +91,40 @@ async def replay(ctx: Context) -> list[Row]:
 
     async def ours() -> float:
         root = await _ours(ctx, size)
-        durations = []
-        for _ in range(ctx.sizes.repeats):
-            async with file_store(root) as store:
-                start = time.perf_counter()
-                count = 0
-                async for _event in store.iter_events(_session(size)):
-                    count += 1
-                durations.append(time.perf_counter() - start)
-            if count != size:
-                raise AssertionError(f"replayed {count} events, expected {size}")
-        return best_rate(size, durations)
+        async with file_store(root) as store:
+            start = time.perf_counter()
+            count = 0
+            async for _event in store.iter_events(_session(size)):
+                count += 1
+            took = time.perf_counter() - start
+        if count != size:
+            raise AssertionError(f"replayed {count} events, expected {size}")
+        return took
 
     async def peer() -> float:
-        path = _peer(ctx, size)
-        durations = []
-        for _ in range(ctx.sizes.repeats):
-            sqlite = _peers.SqlitePeer(path)
+        sqlite = _peers.SqlitePeer(_peer(ctx, size))
+        try:
             start = time.perf_counter()
             count = _peers.decode_all(sqlite.select(_session(size)))
-            durations.append(time.perf_counter() - start)
+            took = time.perf_counter() - start
+        finally:
             sqlite.close()
-            if count != size:
-                raise AssertionError(f"peer replayed {count} events, expected {size}")
-        return best_rate(size, durations)
+        if count != size:
+            raise AssertionError(f"peer replayed {count} events, expected {size}")
+        return took
+
+    limit_file = ctx.path(f"limit-{size}.jsonl")
 
     async def limit() -> float:
-        path = _limit_file(ctx, size)
-        repeats = range(ctx.sizes.repeats)
-        best = min(_limits.read_decode(path)[0] for _ in repeats)
-        no_gc = min(_limits.read_decode(path, collect=False)[0] for _ in repeats)
-        row.detail["limit_gc_disabled"] = size / no_gc
-        path.unlink()
-        return size / best
+        if not limit_file.exists():
+            _limit_file(limit_file, size)
+        no_gc = _limits.read_decode(limit_file, collect=False)[0]
+        row.detail["limit_gc_disabled"] = max(row.detail.get("limit_gc_disabled", 0), size / no_gc)
+        return _limits.read_decode(limit_file)[0]
 
-    row.ours = await side(row, "ours", ours)
     row.baseline_name = "SQLite select_events"
-    row.baseline = await side(row, "peer", peer)
-    row.limit = await side(row, "limit", limit)
+    await rounds(ctx, row, size, {"ours": ours, "peer": peer, "limit": limit})
+    limit_file.unlink(missing_ok=True)
     row.goal = Goal("min_ratio", 2.0, ">= 2x SQLite")
     for key in (f"build-ours-{size}", f"build-peer-{size}"):
         if key in ctx.cache:
