@@ -96,15 +96,16 @@ def corrupt_at(
 
 
 def read_chunk(
-    ops: FileOps, fd: int, path: str, offset: int, end: int, expected: int
+    ops: FileOps, fd: int, path: str, offset: int, end: int, expected: int, want: int = CHUNK
 ) -> tuple[list[EventRecord], int]:
-    """Decode the complete lines of ``fd[offset:end]``, at least one, up to ~:data:`CHUNK`.
+    """Decode complete lines of ``fd[offset:end]``: at least one, about ``want`` bytes.
 
     :param expected: the sequence of the line at ``offset``.
+    :param want: bytes to read in one go (at most :data:`CHUNK`).
     :returns: the records and the offset just after them.
     :raises CorruptLog: for an undecodable line or a break in the sequences.
     """
-    size = min(CHUNK, end - offset)
+    size = min(max(want, 4096), CHUNK, end - offset)
     data = ops.pread(fd, size, offset)
     cut = data.rfind(b"\n") + 1
     while cut == 0 and offset + len(data) < end:

@@ -192,7 +192,8 @@ class FileEventStore(EventStore):
             session = Session(session_id, f"{self.root}/{session_id}")
             sessions[session_id] = session
             # Evict idle sessions, least recently used first; busy ones move back.
-            for _ in range(len(sessions) - self._max_sessions):
+            # A few tries per insert keep this O(1) when many sessions are busy.
+            for _ in range(min(len(sessions) - self._max_sessions, 4)):
                 oldest = next(iter(sessions.values()))
                 if oldest.idle():
                     del sessions[oldest.session_id]
@@ -531,9 +532,7 @@ class FileEventStore(EventStore):
         budget = _READ_BUDGET
         while offset < size and sequence <= last and len(out) < cap and budget > 0:
             want = int((last - sequence + 1) * per_line * 1.1) + 1024
-            records, after = read_chunk(
-                writer.ops, handle.fd, path, offset, min(size, offset + max(want, 4096)), sequence
-            )
+            records, after = read_chunk(writer.ops, handle.fd, path, offset, size, sequence, want)
             budget -= after - offset
             low = max(0, first - sequence)
             high = min(len(records), last - sequence + 1, low + cap - len(out))

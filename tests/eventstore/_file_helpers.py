@@ -1,0 +1,84 @@
+"""Helpers for the file store tests: a system-call seam that fails on demand."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+
+from eventstore import EventRecord
+from eventstore._file_writer import FileOps
+
+
+def ev(session: str, seq: int, branch: str = "main", data: object = None) -> EventRecord:
+    return EventRecord.new(session, branch, seq, "message", {"n": seq} if data is None else data)
+
+
+class FaultyOps(FileOps):
+    """Counts calls and raises ``OSError(code)`` at the chosen call of a method.
+
+    ``arm("fsync", errno.EIO)`` fails the next ``fsync``; ``short=True`` on
+    ``pwrite`` first writes half the bytes (a torn write), then fails.
+    """
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._armed: dict[str, tuple[int, int, bool]] = {}
+        self.gate: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def arm(
+        self, name: str, code: int = errno.ENOSPC, *, skip: int = 0, short: bool = False
+    ) -> None:
+        self._armed[name] = (skip, code, short)
+
+    def _check(self, name: str) -> tuple[int, bool] | None:
+        with self._lock:
+            self.calls[name] += 1
+            armed = self._armed.get(name)
+            if armed is None:
+                return None
+            skip, code, short = armed
+            if skip:
+                self._armed[name] = (skip - 1, code, short)
+                return None
+            del self._armed[name]
+            return code, short
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        if self.gate is not None:
+            self.gate.wait()
+        fault = self._check("pwrite")
+        if fault is not None:
+            code, short = fault
+            if short and len(data) > 1:
+                written = super().pwrite(fd, data[: len(data) // 2], offset)
+                self.arm("pwrite", code)
+                return written
+            raise OSError(code, os.strerror(code))
+        return super().pwrite(fd, data, offset)
+
+    def fsync(self, fd: int) -> None:
+        fault = self._check("fsync")
+        if fault is not None:
+            raise OSError(fault[0], os.strerror(fault[0]))
+        super().fsync(fd)
+
+    def syncfs(self, fd: int) -> None:
+        fault = self._check("syncfs")
+        if fault is not None:
+            raise OSError(fault[0], os.strerror(fault[0]))
+        super().syncfs(fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        self.calls["ftruncate"] += 1
+        super().ftruncate(fd, size)
+
+
+def lines_of(path: Path) -> list[bytes]:
+    """The file's lines, asserting it ends with a complete one."""
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), f"partial line at the end of {path}"
+    return data.splitlines(keepends=True)
