@@ -117,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         rows = asyncio.run(run(ctx, names))
         meta["seconds"] = round(time.perf_counter() - start, 1)
+        meta["load_average_end"] = os.getloadavg()
+    print(_report.describe(meta["machine"]) + "\n")
     print(_report.table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(_report.to_json(rows, sizes, meta) + "\n")

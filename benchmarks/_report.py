@@ -13,7 +13,7 @@ from typing import Any
 
 from ._harness import Row, Sizes
 
-__all__ = ("fmt", "machine", "table", "to_json")
+__all__ = ("describe", "fmt", "machine", "table", "to_json")
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -106,6 +106,16 @@ def machine(workdir: Path) -> dict[str, Any]:
         "load_average": os.getloadavg(),
         "versions": versions,
     }
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line naming the machine, for the top of the printed table."""
+    load = ", ".join(f"{x:.2f}" for x in info["load_average"])
+    return (
+        f"{info['nproc']} CPUs ({info['cpu']}), {info['filesystem']}, Python {info['python']}, "
+        f"SQLite {info['sqlite']}, eventsourcing {info['versions']['eventsourcing']}; "
+        f"load average at start {load}"
+    )
 
 
 def to_json(rows: list[Row], sizes: Sizes, meta: dict[str, Any]) -> str:
