@@ -269,7 +269,12 @@ class Writer:
             self._handles.move_to_end(key)
             return found
         ops = self.ops
-        dir_fd = ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+        try:
+            dir_fd = ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
         try:
             flags = (os.O_RDONLY if self._read_only else os.O_RDWR) | _NOFOLLOW
             new = False

@@ -293,14 +293,16 @@ class FileEventStore(EventStore):
         await self._write_manifest(session)
 
     def _implicit_main(self, session: Session, branch_id: str) -> Branch:
+        """The branch, or a fresh root ``main`` (registered once a manifest names it).
+
+        :raises BranchNotFound: for any other unknown branch.
+        """
         branch = session.branches.get(branch_id)
         if branch is not None:
             return branch
         if branch_id != MAIN:
             raise BranchNotFound(session.session_id, branch_id)
-        branch = Branch(BranchMeta(branch_id=MAIN, created_at=utc_now()))
-        session.branches[MAIN] = branch
-        return branch
+        return Branch(BranchMeta(branch_id=MAIN, created_at=utc_now()))
 
     async def _drain(self, branch: Branch) -> None:
         while branch.inflight:
@@ -411,7 +413,7 @@ class FileEventStore(EventStore):
     ) -> BranchInfo:
         self._check_writable()
         async with self._locked(session_id) as session:
-            if branch_id in session.branches:
+            if branch_id == MAIN or branch_id in session.branches:
                 raise BranchExists(session_id, branch_id)
             parent = self._implicit_main(session, from_branch)
             await self._load_branch(session, parent)
@@ -432,11 +434,14 @@ class FileEventStore(EventStore):
                 created_at=utc_now(),
             )
             branch = Branch(meta)
+            added = [name for name in (from_branch, branch_id) if name not in session.branches]
+            session.branches.setdefault(from_branch, parent)
             session.branches[branch_id] = branch
             try:
                 await self._write_manifest(session)
             except BaseException:
-                del session.branches[branch_id]
+                for name in added:
+                    del session.branches[name]
                 raise
             await self._load_branch(session, branch)
             return branch.info(session_id)
@@ -454,7 +459,8 @@ class FileEventStore(EventStore):
         async with self._locked(session_id) as session:
             source = self._implicit_main(session, source_id)
             target = self._implicit_main(session, target_id)
-            check_merge(session.branches, session_id, source_id, target_id)
+            graph = {**session.branches, source_id: source, target_id: target}
+            check_merge(graph, session_id, source_id, target_id)
             for name, branch in ((source_id, source), (target_id, target)):
                 if branch.meta.merged_into is not None:
                     raise BranchClosed(session_id, name, branch.meta.merged_into)
@@ -465,6 +471,8 @@ class FileEventStore(EventStore):
             own = await self._read_own_all(session, source)
             records = merged_records(own, target_id, target.head)
             lines = self._encode(records)
+            added = [name for name in (source_id, target_id) if name not in session.branches]
+            session.branches.update({source_id: source, target_id: target})
             source.meta.merged_into = target_id
             if records:
                 session.pending_merge = PendingMerge(
@@ -479,6 +487,8 @@ class FileEventStore(EventStore):
             except BaseException:
                 source.meta.merged_into = None
                 session.pending_merge = None
+                for name in added:
+                    del session.branches[name]
                 raise
             if not records:
                 return MergeResult(source_id, target_id, 0, target.head)
