@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ._errors import StorageError
+from ._errors import StorageError, StoreClosed
 from ._records import Position
 
 __all__ = ("Listener", "Watch", "encode_notice")
@@ -40,7 +40,12 @@ KEEPALIVE_SECONDS = 5.0
 #: to cover transactions that started before it and committed while down.
 RESYNC_MARGIN = timedelta(seconds=10)
 
-_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def encode_notice(instance_id: str, session_id: str, branch_id: str, first: int, last: int) -> str:
@@ -78,6 +83,10 @@ class Listener:
         """Stop listening and end every :meth:`watch` iterator."""
         for watch in list(self._watches):
             watch._queue.put_nowait(None)
+        if self._ready is not None and not self._ready.done():
+            # Whoever waits for the first connection must not wait forever.
+            self._ready.set_exception(StoreClosed())
+            self._ready.exception()  # retrieved here; waiters re-raise it
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -122,14 +131,20 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            delay = 0.1
             try:
                 await self._listen(conn, ready)
+                delay = 0.1
             except _CONNECTION_ERRORS as exc:
                 if not ready.done():
                     ready.set_exception(StorageError(f"cannot listen: {exc}"))
                     return
                 logger.warning("listen connection lost (%s); reconnecting", exc)
+            except Exception:
+                # Live delivery must outlive a surprise; the readers' gap logic
+                # re-reads whatever passes while we reconnect.
+                logger.exception("listener failed; reconnecting in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             finally:
                 conn.terminate()
 
