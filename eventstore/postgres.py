@@ -14,9 +14,12 @@ Layout. ``branches(session_id, branch_id, parent_branch, fork_sequence, head,
 created_at, updated_at, merged_into)`` with primary key ``(session_id,
 branch_id)``, and ``events(session_id, branch_id, sequence, event_id, kind,
 data, metadata, recorded_at, position)`` with primary key ``(session_id,
-branch_id, sequence)`` and ``UNIQUE (session_id, event_id)``. A branch stores
-only its own events; forks copy nothing and a lineage read is one query
-walking up the ancestors (copy-on-write, like every backend).
+branch_id, sequence)`` and ``UNIQUE (session_id, event_id)``. ``data`` and
+``metadata`` are ``json``, which keeps the text exactly as written (``jsonb``
+would reject ``"\\u0000"`` and turn ``1e20`` into an integer); cast them to
+``jsonb`` to query or index them. A branch stores only its own events; forks
+copy nothing and a lineage read is one query walking up the ancestors
+(copy-on-write, like every backend).
 
 Sequence checks are atomic, never read-then-write: one statement advances the
 branch row's ``head`` only where it equals ``sequence - 1`` (or creates the
