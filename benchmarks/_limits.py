@@ -40,21 +40,31 @@ def write_lines(path: Path, lines: list[bytes], *, fsync: bool, per: int = 1) ->
         os.close(fd)
 
 
-def read_decode(path: Path, *, collect: bool = True) -> tuple[float, int]:
-    """Seconds to read the whole file and decode every line; and the count.
+def read_decode(path: Path, *, collect: bool = True, block: int = 1 << 16) -> tuple[float, int]:
+    """Seconds to read the file in ``block``-byte reads and decode every line; and the count.
 
-    With ``collect=False`` the cyclic garbage collector is off while decoding:
-    allocating millions of tracked objects otherwise triggers repeated
-    collections, which cost more than the parsing itself.
+    Streamed, like a replay: each block's records are dropped before the next
+    read, so the limit does not pay for holding the whole history. Small
+    blocks matter: records that survive a young-generation collection are
+    traced again and again (64 KiB decodes ~2.5x faster than 4 MiB here).
+    With ``collect=False`` the cyclic garbage collector is off meanwhile.
     """
     enabled = gc.isenabled()
     if not collect:
         gc.disable()
     try:
+        count = 0
         start = time.perf_counter()
-        with open(path, "rb") as f:
-            records = _decode_lines(f.read())
-        return time.perf_counter() - start, len(records)
+        with open(path, "rb", buffering=0) as f:
+            rest = b""
+            while block_bytes := f.read(block):
+                data = rest + block_bytes
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                count += len(_decode_lines(data[:cut]))
+            if rest:
+                count += len(_decode_lines(rest))
+        return time.perf_counter() - start, count
     finally:
         if enabled:
             gc.enable()
