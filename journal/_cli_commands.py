@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from eventstore import BranchInfo, BranchNotFound, EventRecord, EventStore
+from eventstore.file import FileEventStore
 
 from ._cli import EXIT_OK, CliError, Context
 from ._cli_render import branch_tree, format_record, format_time, plural, table
@@ -25,6 +27,9 @@ __all__ = (
     "stats",
     "tail",
 )
+
+#: Seconds between checks that ``tail -f``'s reader is still there.
+READER_CHECK = 0.5
 
 
 async def require_session(store: EventStore, session_id: str) -> list[BranchInfo]:
@@ -135,11 +140,32 @@ async def tail(ctx: Context) -> int:
                 _emit(ctx, record, args.branch)
         ctx.out.flush()
         if args.follow:
-            async for record in store.follow(
-                args.session, args.branch, after_sequence=head, poll_interval=args.interval
-            ):
-                _emit(ctx, record, args.branch)
+            await _follow(ctx, store, head)
     return EXIT_OK
+
+
+async def _follow(ctx: Context, store: FileEventStore, head: int) -> None:
+    """Print new events until interrupted, or until the reader of a pipe goes away."""
+    args = ctx.args
+
+    async def pump() -> None:
+        async for record in store.follow(
+            args.session, args.branch, after_sequence=head, poll_interval=args.interval
+        ):
+            _emit(ctx, record, args.branch)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        # An idle follower writes nothing, so it would never notice ``| head``
+        # exiting through EPIPE; look for the closed pipe instead.
+        while not ctx.out.reader_gone():
+            done, _ = await asyncio.wait({task}, timeout=READER_CHECK)
+            if done:
+                return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
 
 async def fork(ctx: Context) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -30,6 +33,21 @@ class Output:
         self.follow = follow
         # Data is cut to the terminal's width for a person; piped, nothing is cut.
         self.width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        self._poller: select.poll | None = None
+        try:
+            fd = self._stream.fileno()
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                self._poller = select.poll()
+                self._poller.register(fd, 0)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def reader_gone(self) -> bool:
+        """Whether stdout is a pipe its reader has closed (``tail -f | head``)."""
+        if self._poller is None:
+            return False
+        gone = select.POLLERR | select.POLLHUP
+        return any(events & gone for _, events in self._poller.poll(0))
 
     def line(self, text: str = "") -> None:
         """Write one line of text."""

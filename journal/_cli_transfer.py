@@ -23,6 +23,7 @@ from eventstore import BranchInfo, EventRecord, EventStore, InvalidIdentifier, c
 
 from ._cli import EXIT_OK, CliError, Context
 from ._cli_commands import require_branch, require_session
+from ._cli_render import plural
 
 __all__ = ("export", "import_", "parents_first")
 
@@ -236,6 +237,7 @@ async def import_(ctx: Context) -> int:
     else:
         ctx.out.line(
             f"imported {importer.imported} events into {', '.join(sessions)} "
-            f"({importer.present} already present, {importer.created} branches created)"
+            f"({importer.present} already present, "
+            f"{plural(importer.created, 'branch', 'branches')} created)"
         )
     return EXIT_OK

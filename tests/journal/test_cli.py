@@ -305,6 +305,22 @@ def test_tail_follows_a_writer_in_another_process(copy_root: Path) -> None:
         assert b"Traceback" not in tail.stderr.read()
 
 
+def test_tail_follow_ends_when_its_reader_goes_away(store_root: Path) -> None:
+    # ``eventstore tail -f | head -1``: an idle follower must notice the closed pipe.
+    with subprocess.Popen(
+        [sys.executable, "-m", "journal", "--root", str(store_root), "tail", "other", "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    ) as tail:
+        assert tail.stdout is not None
+        assert tail.stdout.readline().split()[0] == b"1"
+        tail.stdout.close()
+        assert tail.wait(timeout=TIMEOUT) == 0
+        assert tail.stderr is not None
+        assert tail.stderr.read() == b""
+
+
 def _line_reader(stream: IO[bytes] | None) -> tuple[queue.Queue[bytes], threading.Thread]:
     """Lines of a child's stdout on a queue, so waiting on them can time out."""
     lines: queue.Queue[bytes] = queue.Queue()
