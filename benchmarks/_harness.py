@@ -222,9 +222,10 @@ def file_store(root: Path, durability: str = "fsync") -> EventStore:
     return store
 
 
-def journal_api() -> tuple[Any, Any]:
-    """``(EventJournal, EventStreamHub)``; :class:`Unavailable` until both exist."""
-    return _load("journal", "EventJournal"), _load("stream", "EventStreamHub")
+def journal_api() -> Any:
+    """The ``EventJournal`` class; :class:`Unavailable` until journal and stream exist."""
+    _load("stream", "EventStreamHub")
+    return _load("journal", "EventJournal")
 
 
 def pg_dsn_reachable(dsn: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from typing import Any
 
@@ -39,13 +38,6 @@ __all__ = ("WORKLOADS",)
 
 #: Events appended before the clock starts, so every subscriber is registered and live.
 WARMUP = 10
-
-
-async def _subscribe(journal: Any, session_id: str, after: int = 0) -> Any:
-    subscription = journal.subscribe(session_id, after_sequence=after)
-    if inspect.isawaitable(subscription):
-        subscription = await subscription
-    return subscription
 
 
 class _Consumer:
@@ -74,7 +66,7 @@ class _Consumer:
 
 
 async def _paced(ctx: Context, subscribers: int, *, memory: bool = False) -> dict[str, float]:
-    event_journal, _hub = journal_api()
+    event_journal = journal_api()
     rate = ctx.sizes.live_rate
     total = WARMUP + int(rate * ctx.sizes.live_seconds)
     records = make_records("live", total)
@@ -82,7 +74,7 @@ async def _paced(ctx: Context, subscribers: int, *, memory: bool = False) -> dic
     store = MemoryEventStore() if memory else file_store(ctx.path(f"live-{subscribers}"), "write")
     async with event_journal(store) as journal:
         consumers = [_Consumer(sent, total) for _ in range(subscribers)]
-        tasks = [asyncio.create_task(c.run(await _subscribe(journal, "live"))) for c in consumers]
+        tasks = [asyncio.create_task(c.run(journal.subscribe("live"))) for c in consumers]
         try:
             for record in records[:WARMUP]:
                 await journal.append(record)
@@ -165,10 +157,10 @@ async def _catch_up(ctx: Context) -> Row:
     row = Row(f"catch-up subscriber from 0, {_label(size)} events", "ev/s")
 
     async def ours() -> float:
-        event_journal, _hub = journal_api()
+        event_journal = journal_api()
         root = await _ours(ctx, size)
         async with event_journal(file_store(root, "write")) as journal:
-            subscription = await _subscribe(journal, _session(size))
+            subscription = journal.subscribe(_session(size))
             start = time.perf_counter()
             count = 0
             async with subscription:
