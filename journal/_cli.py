@@ -118,6 +118,16 @@ def _sequence(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {text}")
+    return value
+
+
 def _identifier(field: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         try:
@@ -133,6 +143,75 @@ _SESSION = _identifier("session_id")
 _BRANCH = _identifier("branch_id")
 
 
+def _add_session(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    parser.add_argument(
+        "session", type=_SESSION, metavar="SESSION", nargs="?" if optional else None
+    )
+
+
+def _add_branch(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+    parser.add_argument("--branch", "-b", type=_BRANCH, default=MAIN, help="default: main")
+
+
+def _reading_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    command("sessions", "List sessions: branches, events, last activity.")
+
+    p = command("branches", "Show a session's branch tree: fork points, heads, merges.")
+    _add_session(p)
+
+    p = command("show", "Print a branch's history, inherited events included.")
+    _add_session(p)
+    _add_branch(p)
+    p.add_argument("--from", dest="from_sequence", type=_sequence(1), default=1, metavar="N")
+    p.add_argument("--to", dest="to_sequence", type=_sequence(0), metavar="M")
+    p.add_argument(
+        "--kind", "-k", dest="kinds", action="extend", nargs="+", metavar="K", help="only these"
+    )
+
+    p = command("tail", "Print the last events; with -f, follow a writer until Ctrl-C.")
+    _add_session(p)
+    _add_branch(p)
+    p.add_argument("-n", "--lines", type=_sequence(0), default=10, metavar="N", help="default 10")
+    p.add_argument("-f", "--follow", action="store_true", help="wait for new events")
+    p.add_argument("--interval", type=_seconds, default=0.1, metavar="S", help="poll every S s")
+
+    p = command("diff", "Where two branches diverge and what each did since.")
+    _add_session(p)
+    p.add_argument("a", type=_BRANCH, metavar="A")
+    p.add_argument("b", type=_BRANCH, metavar="B")
+
+    p = command("stats", "Sessions, events and bytes; the largest sessions.")
+    p.add_argument("--top", type=_sequence(0), default=5, metavar="N", help="default 5")
+
+    p = command("verify", "Check the files without changing them; exit 1 on any problem.")
+    _add_session(p, optional=True)
+
+    p = command("export", "Write a branch's history to stdout, one JSON record per line.")
+    _add_session(p)
+    group = p.add_mutually_exclusive_group()
+    _add_branch(group)
+    group.add_argument("--all", action="store_true", help="every branch, parents first")
+
+
+def _writing_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("fork", "Create branch NEW from another at a sequence (copies nothing).")
+    _add_session(p)
+    p.add_argument("new_branch", type=_BRANCH, metavar="NEW")
+    p.add_argument(
+        "--from", dest="from_branch", type=_BRANCH, default=MAIN, metavar="B", help="default main"
+    )
+    p.add_argument("--at", type=_sequence(0), metavar="N", help="default: the head of B")
+
+    p = command("merge", "Append SOURCE's own events to TARGET and close SOURCE.")
+    _add_session(p)
+    p.add_argument("source", type=_BRANCH, metavar="SOURCE")
+    p.add_argument("target", type=_BRANCH, metavar="TARGET")
+
+    p = command("import", "Load records written by export; creates the root if needed.")
+    p.add_argument("file", metavar="FILE", help="JSONL records, or - for stdin")
+    p.add_argument("--session", type=_SESSION, metavar="NEW", help="import under this id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eventstore`` command."""
     # Options shared by every subcommand, so they may come before or after it;
@@ -140,72 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--root", default=argparse.SUPPRESS, help="store root directory")
     common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON value per line"
     )
     parser = _Parser(
         prog=PROG,
         description="Inspect, replay, branch and check an eventjournal file store.",
-        epilog=f"The root defaults to ${ROOT_ENV}. Exit codes: 0 ok, 1 problems, 2 usage.",
+        epilog="Exit codes: 0 ok, 1 damaged data (or verify found problems), 2 usage error.",
     )
     parser.add_argument("--root", help=f"store root directory (default: ${ROOT_ENV})")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--json", action="store_true", help="one JSON value per line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=text, description=text)
 
-    command("sessions", "List sessions: branches, events, last activity.")
-
-    p = command("branches", "Show a session's branch tree: fork points, heads, merges.")
-    p.add_argument("session", type=_SESSION)
-
-    p = command("show", "Print a branch's history (inherited events included).")
-    p.add_argument("session", type=_SESSION)
-    p.add_argument("--branch", "-b", type=_BRANCH, default=MAIN)
-    p.add_argument("--from", dest="from_sequence", type=_sequence(1), default=1, metavar="N")
-    p.add_argument("--to", dest="to_sequence", type=_sequence(0), default=None, metavar="M")
-    p.add_argument("--kind", "-k", dest="kinds", action="extend", nargs="+", metavar="K")
-
-    p = command("tail", "Print the last events; with -f, follow a live writer.")
-    p.add_argument("session", type=_SESSION)
-    p.add_argument("--branch", "-b", type=_BRANCH, default=MAIN)
-    p.add_argument("-n", "--lines", type=_sequence(0), default=10, metavar="N")
-    p.add_argument("-f", "--follow", action="store_true", help="wait for new events")
-    p.add_argument(
-        "--interval", type=float, default=0.1, metavar="SECONDS", help="poll interval with -f"
-    )
-
-    p = command("fork", "Create a branch from another at a sequence (copies nothing).")
-    p.add_argument("session", type=_SESSION)
-    p.add_argument("new_branch", type=_BRANCH, metavar="NEW")
-    p.add_argument("--from", dest="from_branch", type=_BRANCH, default=MAIN, metavar="B")
-    p.add_argument("--at", dest="at", type=_sequence(0), default=None, metavar="N")
-
-    p = command("merge", "Append SOURCE's own events to TARGET and close SOURCE.")
-    p.add_argument("session", type=_SESSION)
-    p.add_argument("source", type=_BRANCH)
-    p.add_argument("target", type=_BRANCH)
-
-    p = command("verify", "Check the files without changing them; exit 1 on any problem.")
-    p.add_argument("session", type=_SESSION, nargs="?")
-
-    p = command("export", "Write a branch's history as JSONL records to stdout.")
-    p.add_argument("session", type=_SESSION)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--branch", "-b", type=_BRANCH, default=MAIN)
-    group.add_argument("--all", action="store_true", help="every branch, parents first")
-
-    p = command("import", "Load records written by export (creates the root if needed).")
-    p.add_argument("file", help="JSONL file, or - for stdin")
-    p.add_argument("--session", type=_SESSION, default=None, help="import under this id")
-
-    p = command("stats", "Sessions, events and bytes; the largest sessions.")
-    p.add_argument("--top", type=_sequence(0), default=5, metavar="N")
-
-    p = command("diff", "Where two branches diverge and what each did since.")
-    p.add_argument("session", type=_SESSION)
-    p.add_argument("a", type=_BRANCH, metavar="A")
-    p.add_argument("b", type=_BRANCH, metavar="B")
+    _reading_commands(command)
+    _writing_commands(command)
     return parser
 
 
