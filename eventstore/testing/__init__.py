@@ -5,14 +5,12 @@ classes); the Hypothesis parts load on first use, so the pytest plugin that
 lives here stays cheap to import.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._contract import EventStoreContract as EventStoreContract
 from ._contract import PersistentStoreContract as PersistentStoreContract
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._operations import Append as Append
     from ._operations import AppendBatch as AppendBatch
     from ._operations import Fork as Fork
@@ -75,13 +73,13 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
+    import importlib
 
-    value = getattr(import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
