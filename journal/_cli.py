@@ -56,13 +56,13 @@ class _Parser(argparse.ArgumentParser):
         # One line, like every other error; the usage is one ``--help`` away.
         command = self.prog.removeprefix(PROG).strip()
         hint = f"{PROG} {command} --help" if command else f"{PROG} --help"
-        _fail(f"{message} (see `{hint}`)", EXIT_USAGE)
+        raise SystemExit(_report(f"{message} (see `{hint}`)", EXIT_USAGE))
 
 
-def _fail(message: str, code: int) -> NoReturn:
+def _report(message: str, code: int) -> int:
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
-    raise SystemExit(code)
+    return code
 
 
 class Context:
@@ -280,16 +280,24 @@ def _error_line(exc: BaseException) -> tuple[str, int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (the console script's entry point)."""
-    args = build_parser().parse_args(argv)
-    out = Output(follow=bool(getattr(args, "follow", False)))
+    """Run the command line and return its exit code; the console script's entry point.
+
+    Never raises for a user's mistake: it prints one line on stderr and
+    returns 2 (``--help`` returns 0).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    follow = bool(getattr(args, "follow", False))
+    out = Output(follow=follow)
     handler = _handlers()[args.command]
     try:
         code: int = asyncio.run(handler(Context(args, out)))
         out.flush()
     except KeyboardInterrupt:
         # Following is only ever ended by Ctrl-C: that is its normal end.
-        return EXIT_OK if getattr(args, "follow", False) else EXIT_INTERRUPTED
+        return EXIT_OK if follow else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, and keep the
         # interpreter from complaining while it flushes stdout at exit.
@@ -299,5 +307,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = _error_line(exc)
         if found is None:
             raise
-        _fail(*found)
+        return _report(*found)
     return code

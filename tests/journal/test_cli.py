@@ -113,7 +113,7 @@ def test_sessions_table_and_json(store_root: Path) -> None:
     lines = ok(store_root, "sessions").splitlines()
     assert lines[0].split() == ["SESSION", "BRANCHES", "EVENTS", "LAST", "ACTIVITY"]
     assert [line.split()[:3] for line in lines[1:]] == [["demo", "3", "11"], ["other", "1", "2"]]
-    rows = json_lines(ok(store_root, "sessions", "--json"))
+    rows = json_lines(ok(store_root, "--json", "sessions"))
     assert [(r["session_id"], r["branches"], r["events"]) for r in rows] == [
         ("demo", 3, 11),
         ("other", 1, 2),
@@ -396,6 +396,8 @@ def bad_import(tmp_path: Path) -> Path:
         (["fork", "demo", "b2", "--at", "99"], "beyond the head 7"),
         (["frobnicate"], "invalid choice"),
         (["import", "missing.jsonl"], "missing.jsonl"),
+        (["tail", "demo", "-f", "--interval", "0"], "--interval"),
+        ([], "required: COMMAND"),
     ],
 )
 def test_user_mistakes(copy_root: Path, args: list[str], expected: str) -> None:
@@ -406,6 +408,21 @@ def test_user_mistakes(copy_root: Path, args: list[str], expected: str) -> None:
     assert err.count("\n") == 1
     assert expected in err
     assert done.stdout == b""
+
+
+def test_main_returns_the_exit_code_in_process(
+    store_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from journal._cli import main
+
+    assert main(["--root", str(store_root), "show", "nope"]) == 2
+    assert capsys.readouterr().err == (
+        "eventstore: error: unknown session 'nope' (see `eventstore sessions`)\n"
+    )
+    assert main(["--root", str(store_root), "show", "--from", "0", "demo"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["--help"]) == 0
+    assert "Exit codes" in capsys.readouterr().out
 
 
 def test_missing_and_absent_root(tmp_path: Path) -> None:
