@@ -373,6 +373,17 @@ class EventStoreContract:
         await store.append(ev("s1", 1))
         assert seqs(await store.read("s1", MAIN)) == [1]
 
+    async def test_failed_branch_operations_leave_no_trace(self, store: EventStore) -> None:
+        # Bad input loses nothing and adds nothing: no session appears.
+        with pytest.raises(InvalidBranchOperation):
+            await store.create_branch("s1", "alt", fork_sequence=3)
+        with pytest.raises(BranchNotFound):
+            await store.merge_branch("s2", MAIN, "nope")
+        with pytest.raises(BranchNotFound):
+            await store.merge_branch("s3", "nope", MAIN)
+        assert await store.list_sessions() == []
+        assert await store.list_branches("s1") == []
+
     async def test_list_branches_and_info(self, store: EventStore) -> None:
         await fill(store, "s1", 4)
         await store.create_branch("s1", "b2", fork_sequence=1)

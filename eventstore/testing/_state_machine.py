@@ -89,7 +89,6 @@ class StoreMachine(RuleBasedStateMachine):
         # opened them, and a fresh loop keeps examples independent.
         self._runner = asyncio.Runner()
         self.model = ReferenceModel()
-        self._maybe_main: set[str] = set()
         try:
             self.store = type(self).factory()
             self.run(self.store.open())
@@ -125,19 +124,6 @@ class StoreMachine(RuleBasedStateMachine):
         if label:
             event(f"{label}: ok")
         return result
-
-    def note_implicit_main(self, session_id: str, *branch_ids: str) -> None:
-        # A failed fork or merge naming an implicit main may leave that main
-        # listed (empty, root, open): main exists implicitly, so that is no loss.
-        if MAIN in branch_ids and self.model.branch(session_id, MAIN) is None:
-            self._maybe_main.add(session_id)
-
-    def adopt_implicit_main(self) -> None:
-        for session_id in sorted(self._maybe_main):
-            infos = self.run(self.store.list_branches(session_id))
-            if any(i.branch_id == MAIN for i in infos):
-                self.model.materialize(session_id, MAIN)
-        self._maybe_main.clear()
 
     # -- appends -------------------------------------------------------------------
 
@@ -265,7 +251,6 @@ class StoreMachine(RuleBasedStateMachine):
             "fork",
         )
         if info is None:
-            self.note_implicit_main(session, parent)
             return
         fork_at = head if at is None else at
         self.model.forked(session, branch, parent, fork_at, info.created_at)
@@ -282,7 +267,6 @@ class StoreMachine(RuleBasedStateMachine):
         old_head = self.model.head(session, target)
         result = self.attempt(self.store.merge_branch(session, source, target), allowed, "merge")
         if result is None:
-            self.note_implicit_main(session, source, target)
             return
         new_head = old_head + len(originals)
         assert (result.source_branch, result.target_branch) == (source, target), result
@@ -351,7 +335,6 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def listings(self) -> None:
-        self.adopt_implicit_main()
         sessions = self.run(self.store.list_sessions())
         assert sessions == sorted(self.model.sessions), (sessions, sorted(self.model.sessions))
         for session in (*SESSIONS, "never-used"):
@@ -380,7 +363,6 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def check_everything(self) -> None:
         """Every branch of every session: history, head and info."""
-        self.adopt_implicit_main()
         for session, branches in sorted(self.model.sessions.items()):
             for branch in sorted(branches):
                 got = self.run(self.store.read(session, branch))
