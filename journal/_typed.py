@@ -25,13 +25,15 @@ rules: a new field gets a default, a tag never changes, a field never changes ty
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from eventstore import EventRecord, EventStoreError
 
 __all__ = ("EventDecodeError", "EventTypes", "JournalError", "UnknownEventKind")
+
+_S = TypeVar("_S", bound=type[msgspec.Struct])
 
 
 class JournalError(EventStoreError):
@@ -121,6 +123,21 @@ class EventTypes:
         self._by_type: dict[type[msgspec.Struct], tuple[str, str]] = {}
         for cls in types:
             self._register(cls)
+
+    def register(self, cls: _S) -> _S:
+        """Add a type; returns it, so it works as a class decorator::
+
+            types = EventTypes()
+
+            @types.register
+            class Message(msgspec.Struct, tag="message"):
+                text: str
+
+        :raises TypeError: if ``cls`` is not a tagged, non-``array_like`` Struct.
+        :raises ValueError: if another registered type has the same tag.
+        """
+        self._register(cls)
+        return cls
 
     def _register(self, cls: type[msgspec.Struct]) -> None:
         if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):

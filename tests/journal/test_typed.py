@@ -160,3 +160,19 @@ def test_kind_and_data_round_trips(role: str, text: str, arguments: dict[str, An
         kind, data = TYPES.kind_and_data(event)
         stored = msgspec.json.decode(msgspec.json.encode(data))
         assert TYPES.decode_data(kind, stored) == event
+
+
+def test_register_as_a_decorator() -> None:
+    types = EventTypes(Message)
+
+    @types.register
+    class Note(msgspec.Struct, tag="note"):
+        text: str
+
+    assert types.kinds == ("message", "note")
+    assert types.decode_data("note", {"text": "x"}) == Note("x")
+    with pytest.raises(ValueError, match="'note'"):
+
+        @types.register
+        class Other(msgspec.Struct, tag="note"):
+            pass
