@@ -165,7 +165,12 @@ def _reading_commands(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p.add_argument("--from", dest="from_sequence", type=_sequence(1), default=1, metavar="N")
     p.add_argument("--to", dest="to_sequence", type=_sequence(0), metavar="M")
     p.add_argument(
-        "--kind", "-k", dest="kinds", action="extend", nargs="+", metavar="K", help="only these"
+        "--kind",
+        "-k",
+        dest="kinds",
+        action="append",
+        metavar="K",
+        help="only events of kind K (repeat it, or K1,K2)",
     )
 
     p = command("tail", "Print the last events; with -f, follow a writer until Ctrl-C.")

@@ -117,7 +117,7 @@ def _emit(ctx: Context, record: EventRecord, branch_id: str) -> None:
 async def show(ctx: Context) -> int:
     """``eventstore show SESSION``: a branch's history, filtered."""
     args = ctx.args
-    kinds = set(args.kinds) if args.kinds else None
+    kinds = {kind for group in args.kinds for kind in group.split(",")} if args.kinds else None
     async with ctx.reader() as store:
         require_branch(await require_session(store, args.session), args.branch)
         async for record in store.iter_events(

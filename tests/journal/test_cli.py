@@ -160,8 +160,10 @@ def test_show_json_is_the_stored_lines(store_root: Path) -> None:
         store_root, "show", "demo", "--from", "2", "--to", "4", "--kind", "tool_call", "--json"
     )
     assert [(r["sequence"], r["kind"]) for r in json_lines(out)] == [(2, "tool_call")]
-    out = ok(store_root, "show", "demo", "-k", "message", "note", "--json")
+    out = ok(store_root, "show", "--kind", "message", "-k", "note", "demo", "--json")
     assert [r["sequence"] for r in json_lines(out)] == [1, 4, 6, 7]
+    out = ok(store_root, "show", "demo", "-k", "note,tool_call", "--json")
+    assert [r["sequence"] for r in json_lines(out)] == [2, 5, 6, 7]
 
 
 def test_tail_prints_the_last_events(store_root: Path) -> None:
