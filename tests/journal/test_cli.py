@@ -99,10 +99,11 @@ def copy_root(store_root: Path, tmp_path: Path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """Every data file's bytes (the empty writer lock file is not data)."""
     return {
         str(path.relative_to(root)): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.name != ".lock"
     }
 
 
@@ -446,6 +447,33 @@ def test_bad_import_file_writes_nothing(copy_root: Path, bad_import: Path) -> No
         f"eventstore: error: {bad_import}:2: not an event record"
     )
     assert done.stderr.decode().count("\n") == 1
+    assert snapshot(copy_root) == before
+
+
+def test_import_refuses_what_contradicts_the_store(copy_root: Path, tmp_path: Path) -> None:
+    lines = run(copy_root, "export", "demo", "-b", "alt").stdout.splitlines(keepends=True)
+    changed = msgspec.json.decode(lines[1])
+    changed["event_id"] = "01ANOTHEREVENT000000000000"
+    cases = {
+        # Same place, another event: the stored history wins, the line is named.
+        "conflict.jsonl": (
+            [lines[0], msgspec.json.encode(changed) + b"\n"],
+            ":2: demo/main#2 is already stored as another event",
+        ),
+        # A fork's own events without the history before them.
+        "orphan.jsonl": (
+            [line.replace(b'"demo"', b'"fresh"') for line in lines[3:]],
+            ":1: cannot tell where fresh/alt was forked from",
+        ),
+    }
+    before = snapshot(copy_root)
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(b"".join(content))
+        done = run(copy_root, "import", str(path))
+        assert done.returncode == 2
+        assert done.stderr.decode().count("\n") == 1
+        assert f"{path}{expected}" in done.stderr.decode()
     assert snapshot(copy_root) == before
 
 
