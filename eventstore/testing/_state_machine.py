@@ -178,6 +178,23 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             raise AssertionError(f"append at {sequence} over head {head} was accepted")
 
+    @rule(data=st.data(), writers=st.integers(2, 4))
+    def race(self, data: st.DataObject, writers: int) -> None:
+        """Concurrent writers of the same next sequence: exactly one wins."""
+        session, branch = self.where(data)
+        if self.model.closed(session, branch):
+            return
+        sequence = self.model.head(session, branch) + 1
+        records = [
+            self.new_record(session, branch, sequence, {"writer": n}) for n in range(writers)
+        ]
+        results = self.run(_gather([self.store.append(r) for r in records]))
+        winners = [r for r in results if isinstance(r, EventRecord)]
+        losers = [r for r in results if isinstance(r, SequenceConflict)]
+        assert len(winners) == 1 and len(losers) == writers - 1, results
+        assert winners[0] in records, winners
+        self.model.appended(winners)
+
     @rule(data=st.data(), items=st.lists(_payloads, min_size=1, max_size=4))
     def append_batch(self, data: st.DataObject, items: list[Any]) -> None:
         session, branch = self.where(data)
@@ -399,6 +416,10 @@ class CrashRules(ReopenRules):
 
 
 _NOT_FOUND: ErrorTypes = frozenset({BranchNotFound})
+
+
+async def _gather(coros: list[Coroutine[Any, Any, EventRecord]]) -> list[object]:
+    return list(await asyncio.gather(*coros, return_exceptions=True))
 
 
 async def _wait(awaitable: Awaitable[T]) -> T:
