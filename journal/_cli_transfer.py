@@ -139,76 +139,111 @@ def _runs(records: Sequence[tuple[int, EventRecord]]) -> list[_Run]:
     return runs
 
 
+Key = tuple[str, str]
+
+
 @dataclass
 class _Importer:
+    """Applies runs in order; with ``write=False`` it only checks they would apply.
+
+    Import runs it twice under the writer lock, checking first, so a file that
+    contradicts the store is refused before anything is written.
+    """
+
     store: EventStore
     label: str
-    heads: dict[tuple[str, str], int] = field(default_factory=dict)
+    write: bool
+    #: Heads in the store before the import, and the branches already merged.
+    stored: dict[Key, int] = field(default_factory=dict)
+    closed: dict[Key, str] = field(default_factory=dict)
     loaded: set[str] = field(default_factory=set)
+    #: Heads as the import goes, and the event ids it adds.
+    heads: dict[Key, int] = field(default_factory=dict)
+    added: dict[Key, dict[int, str]] = field(default_factory=dict)
     imported: int = 0
     present: int = 0
     created: int = 0
 
-    async def head(self, session_id: str, branch_id: str) -> int | None:
-        if session_id not in self.loaded:
-            self.loaded.add(session_id)
-            for info in await self.store.list_branches(session_id):
-                self.heads[session_id, info.branch_id] = info.head
-        return self.heads.get((session_id, branch_id))
+    async def head(self, key: Key) -> int | None:
+        if key[0] not in self.loaded:
+            self.loaded.add(key[0])
+            for info in await self.store.list_branches(key[0]):
+                self.stored[key[0], info.branch_id] = info.head
+                self.heads[key[0], info.branch_id] = info.head
+                if info.merged_into is not None:
+                    self.closed[key[0], info.branch_id] = info.merged_into
+        return self.heads.get(key)
 
-    async def skip_present(self, run: _Run, head: int) -> list[EventRecord]:
-        """Check the records already stored are the same events; return the rest."""
-        first = run.first
-        stored = await self.store.read(
-            first.session_id, first.branch_id, first.sequence, to_sequence=head
+    def _conflict(self, line: int, ours: EventRecord, theirs: str) -> CliError:
+        return CliError(
+            f"{self.label}:{line}: {ours.session_id}/{ours.branch_id}#{ours.sequence} "
+            f"is already stored as another event ({theirs}, not {ours.event_id})"
         )
-        for offset, (ours, theirs) in enumerate(zip(run.records, stored, strict=False)):
-            if ours.event_id != theirs.event_id:
-                raise CliError(
-                    f"{self.label}:{run.line + offset}: {ours.session_id}/{ours.branch_id}"
-                    f"#{ours.sequence} is already stored as another event "
-                    f"({theirs.event_id}, not {ours.event_id})"
-                )
-        self.present += len(stored)
-        return run.records[len(stored) :]
+
+    async def skip_present(self, run: _Run, key: Key, head: int) -> list[EventRecord]:
+        """Check the records already there are the same events; return the rest."""
+        present = [record for record in run.records if record.sequence <= head]
+        in_store = [record for record in present if record.sequence <= self.stored.get(key, 0)]
+        if in_store:
+            stored = await self.store.read(
+                *key, in_store[0].sequence, to_sequence=in_store[-1].sequence
+            )
+            for offset, (ours, theirs) in enumerate(zip(in_store, stored, strict=True)):
+                if ours.event_id != theirs.event_id:
+                    raise self._conflict(run.line + offset, ours, theirs.event_id)
+        added = self.added.get(key, {})
+        for offset, ours in enumerate(present[len(in_store) :], start=len(in_store)):
+            if added[ours.sequence] != ours.event_id:
+                raise self._conflict(run.line + offset, ours, added[ours.sequence])
+        self.present += len(present)
+        return run.records[len(present) :]
+
+    def _fork_parent(self, run: _Run, previous: _Run | None, line: int, start: int) -> str:
+        first = run.first
+        parent = previous.records[-1] if previous is not None else None
+        if parent is None or parent.session_id != first.session_id or parent.sequence != start - 1:
+            raise CliError(
+                f"{self.label}:{line}: cannot tell where {first.session_id}/"
+                f"{first.branch_id} was forked from: its first record has sequence "
+                f"{start}, and the record before it is not sequence {start - 1}"
+            )
+        return parent.branch_id
+
+    def _check_open(self, key: Key, line: int) -> None:
+        if key in self.closed:
+            raise CliError(
+                f"{self.label}:{line}: {key[0]}/{key[1]} is closed "
+                f"(merged into {self.closed[key]!r}); it takes no more events"
+            )
 
     async def apply(self, run: _Run, previous: _Run | None) -> None:
         first = run.first
         key = (first.session_id, first.branch_id)
-        head = await self.head(*key)
-        rest = run.records if head is None else await self.skip_present(run, head)
+        head = await self.head(key)
+        rest = run.records if head is None else await self.skip_present(run, key, head)
         if not rest:
             return
         start = rest[0].sequence
         line = run.line + len(run.records) - len(rest)
-        if head is None and start > 1:
-            parent = previous.records[-1] if previous is not None else None
-            if (
-                parent is None
-                or parent.session_id != first.session_id
-                or (parent.sequence != start - 1)
-            ):
-                raise CliError(
-                    f"{self.label}:{line}: cannot tell where {first.session_id}/"
-                    f"{first.branch_id} was forked from: its first record has sequence "
-                    f"{start}, and the record before it is not sequence {start - 1}"
-                )
-            await self.store.create_branch(
-                first.session_id,
-                first.branch_id,
-                from_branch=parent.branch_id,
-                fork_sequence=start - 1,
-            )
+        self._check_open(key, line)
+        if head is None:
+            if start > 1:
+                parent = self._fork_parent(run, previous, line, start)
+                self._check_open((key[0], parent), line)
+                if self.write:
+                    await self.store.create_branch(
+                        *key, from_branch=parent, fork_sequence=start - 1
+                    )
             self.created += 1
-        elif head is not None and start != head + 1:
+        elif start != head + 1:
             raise CliError(
-                f"{self.label}:{line}: {first.session_id}/{first.branch_id} ends at "
-                f"sequence {head}; this record has sequence {start}"
+                f"{self.label}:{line}: {key[0]}/{key[1]} ends at sequence {head}; "
+                f"this record has sequence {start}"
             )
-        elif head is None:
-            self.created += 1
-        for index in range(0, len(rest), BATCH):
-            await self.store.append_batch(rest[index : index + BATCH])
+        if self.write:
+            for index in range(0, len(rest), BATCH):
+                await self.store.append_batch(rest[index : index + BATCH])
+        self.added.setdefault(key, {}).update((r.sequence, r.event_id) for r in rest)
         self.imported += len(rest)
         self.heads[key] = rest[-1].sequence
 
@@ -220,11 +255,13 @@ async def import_(ctx: Context) -> int:
     records = _load(args.file, args.session)
     runs = _runs(records)
     async with ctx.writer(create=True) as store:
-        importer = _Importer(store, label)
-        previous: _Run | None = None
-        for run in runs:
-            await importer.apply(run, previous)
-            previous = run
+        # Check everything first (nobody else can write: we hold the lock), then write.
+        for write in (False, True):
+            importer = _Importer(store, label, write)
+            previous: _Run | None = None
+            for run in runs:
+                await importer.apply(run, previous)
+                previous = run
     sessions = sorted({record.session_id for _, record in records})
     summary = {
         "sessions": sessions,

@@ -460,12 +460,25 @@ def test_import_refuses_what_contradicts_the_store(copy_root: Path, tmp_path: Pa
             [lines[0], msgspec.json.encode(changed) + b"\n"],
             ":2: demo/main#2 is already stored as another event",
         ),
+        # A new session first: it is not written either, the file is checked first.
+        "late.jsonl": (
+            [line.replace(b'"demo"', b'"new"') for line in lines]
+            + [lines[0], msgspec.json.encode(changed) + b"\n"],
+            ":7: demo/main#2 is already stored as another event",
+        ),
         # A fork's own events without the history before them.
         "orphan.jsonl": (
             [line.replace(b'"demo"', b'"fresh"') for line in lines[3:]],
             ":1: cannot tell where fresh/alt was forked from",
         ),
     }
+    side = run(copy_root, "export", "demo", "-b", "side").stdout.splitlines(keepends=True)
+    extra = {**msgspec.json.decode(side[-1]), "sequence": 8, "event_id": "01EXTRA"}
+    # Appending to a merged branch.
+    cases["closed.jsonl"] = (
+        [*side, msgspec.json.encode(extra) + b"\n"],
+        ":8: demo/side is closed (merged into 'main')",
+    )
     before = snapshot(copy_root)
     for name, (content, expected) in cases.items():
         path = tmp_path / name
