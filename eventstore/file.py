@@ -342,20 +342,20 @@ class FileEventStore(EventStore):
                 await self._submit(session, branch, events, lines)
                 return events
         async with self._locked(first.session_id) as session:
-            pending = await self._append_locked(session, events, lines)
-            if isinstance(pending, list):
-                return pending
-        await pending
-        return events
+            stored, pending = await self._append_locked(session, events, lines)
+        if pending is not None:
+            await pending
+        return stored
 
     async def _append_locked(
         self, session: Session, events: list[EventRecord], lines: list[bytes]
-    ) -> list[EventRecord] | asyncio.Future[None]:
+    ) -> tuple[list[EventRecord], asyncio.Future[None] | None]:
+        """The slow path: the records to return, and the write to await if any."""
         first = events[0]
         branch = session.branches.get(first.branch_id)
         if branch is None:
             if first.sequence != 1:
-                return resolve_retry([], events, 0)  # raises: nothing is stored there
+                return resolve_retry([], events, 0), None  # raises: nothing is stored
             branch = Branch(BranchMeta(branch_id=first.branch_id, created_at=utc_now()))
             session.branches[first.branch_id] = branch
             try:
@@ -364,16 +364,25 @@ class FileEventStore(EventStore):
                 del session.branches[first.branch_id]
                 raise
         await self._load_branch(session, branch)
+        stored = events
         if first.sequence != branch.pending_head + 1:
             await self._drain(branch)
             if first.sequence != branch.head + 1:
                 stored = await self._read_list(
                     session, first.branch_id, first.sequence, events[-1].sequence, None
                 )
-                return resolve_retry(stored, events, branch.head)
+                done = len(stored)
+                if not (0 < done < len(events) and stored[-1].sequence == branch.head) or any(
+                    s.event_id != e.event_id for s, e in zip(stored, events[:done], strict=False)
+                ):
+                    return resolve_retry(stored, events, branch.head), None
+                # A crash mid-write kept the first lines of this unacknowledged
+                # batch; the caller's retry completes it instead of conflicting.
+                events, lines = events[done:], lines[done:]
+                stored = [*stored, *events]
         if branch.meta.merged_into is not None:
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
-        return self._submit(session, branch, events, lines)
+        return stored, self._submit(session, branch, events, lines)
 
     def _submit(
         self, session: Session, branch: Branch, events: list[EventRecord], lines: list[bytes]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import CorruptLog, FileEventStore
+from eventstore import CorruptLog, FileEventStore, SequenceConflict
 
 from ._file_helpers import ev, lines_of
 
@@ -181,3 +181,21 @@ async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
         for path in tmp_path.glob("*/main.jsonl"):
             for line in lines_of(path):
                 json.loads(line)
+
+
+async def test_retry_completes_a_batch_a_crash_cut_short(tmp_path: Path) -> None:
+    batch = [ev("s1", n) for n in range(2, 6)]
+    async with FileEventStore(tmp_path) as store:
+        await store.append(ev("s1", 1))
+        await store.append_batch(batch)
+    path = tmp_path / "s1" / "main.jsonl"
+    lines = lines_of(path)
+    # A kill in the middle of the write kept two whole lines and part of a third.
+    path.write_bytes(b"".join(lines[:3]) + lines[3][:10])
+    async with FileEventStore(tmp_path) as store:
+        assert await store.head("s1") == 3
+        with pytest.raises(SequenceConflict):
+            await store.append_batch([batch[0], ev("s1", 3), *batch[2:]])
+        assert await store.append_batch(batch) == batch
+        assert await store.read("s1", from_sequence=2) == batch
+    assert lines_of(path) == lines
