@@ -102,11 +102,11 @@ def _failures(exc: BaseException) -> list[BaseException]:
 @pytest.mark.parametrize(
     ("store", "symptom"),
     [
-        (DropsOneInRead, "store returned"),
+        (DropsOneInRead, "store returned|SequenceConflict"),
         (ReordersInIterEvents, "iter_events"),
         (WrongHead, "head"),
         (ForgetsInheritedEvents, "store returned"),
-        (MergeDropsLast, r"merged_events|SequenceConflict|store returned"),
+        (MergeDropsLast, "merged_events|SequenceConflict|store returned|head of"),
         (RetryReturnsTheCopy, "changed"),
         (AcceptsStaleAppends, "was accepted"),
         (UnsortedSessions, "s1"),
@@ -124,7 +124,9 @@ def test_machine_finds_the_bug(store: type[MemoryEventStore], symptom: str) -> N
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    with pytest.raises((AssertionError, BaseExceptionGroup)) as caught:
+    # Any failure will do (a broken retry may surface as a store error); the
+    # symptom check below makes sure it is the injected bug that was found.
+    with pytest.raises(Exception) as caught:
         run_state_machine_as_test(machine, settings=hunt)
     messages = [f"{type(e).__name__}: {e}" for e in _failures(caught.value)]
     assert any(re.search(symptom, m) for m in messages), messages
