@@ -99,6 +99,9 @@ def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | N
     for meta in manifest.branches:
         if meta.parent_branch is not None and meta.parent_branch not in names:
             raise CorruptLog(path, 1, f"branch {meta.branch_id!r} has an unknown parent")
+    pending = manifest.pending_merge
+    if pending is not None and not {pending.source, pending.target} <= set(names):
+        raise CorruptLog(path, 1, "the pending merge names an unknown branch")
     return manifest
 
 

@@ -325,8 +325,12 @@ class Writer:
                     results.append((item, None, exc))
         if writes:
             self._commit(writes, results)
-        while len(self._handles) > self._max_open:
-            _, old = self._handles.popitem(last=False)
+        for _ in range(len(self._handles) - self._max_open):
+            key, old = self._handles.popitem(last=False)
+            if old.dirty:
+                # Its size is the only record of where the good bytes end.
+                self._handles[key] = old
+                continue
             self.ops.close(old.fd)
         self._post(results)
 
