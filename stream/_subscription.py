@@ -31,6 +31,11 @@ PAGE_SIZE = 1000
 _MAX_MARKS = 10_000
 
 
+def _check_page_size(page_size: object) -> None:
+    if type(page_size) is not int or page_size < 1:
+        raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
+
+
 class Subscription(ABC):
     """An async iterator of events that is also an async context manager.
 
@@ -41,8 +46,9 @@ class Subscription(ABC):
     hub quietly.
     """
 
-    def __init__(self, store: EventStore, receiver: EventReceiver) -> None:
+    def __init__(self, store: EventStore, receiver: EventReceiver, page_size: int) -> None:
         self._store = store
+        self._page_size = page_size
         # Keeping the public receiver means it leaves the hub when we are collected.
         self._handle = receiver
         self._receiver = receiver._buffer
@@ -64,7 +70,7 @@ class Subscription(ABC):
 
     @property
     def closed(self) -> bool:
-        """Whether iteration is over (closed here or by the hub)."""
+        """Whether it or its hub was closed (after a hub close, what is buffered still comes)."""
         return self._closed or self._handle.closed
 
     def statistics(self) -> ReceiverStatistics:
@@ -120,8 +126,9 @@ class BranchSubscription(Subscription):
     from the store. The backlog is paged, never capped.
 
     :param after_sequence: deliver sequences above this one (0: everything).
+    :param page_size: records per store read while catching up.
     :raises InvalidIdentifier: for a bad id.
-    :raises ValueError: for a negative ``after_sequence``.
+    :raises ValueError: for a negative ``after_sequence`` or a ``page_size`` below 1.
     :raises anyio.ClosedResourceError: if the hub was closed.
     """
 
@@ -137,13 +144,13 @@ class BranchSubscription(Subscription):
     ) -> None:
         if type(after_sequence) is not int or after_sequence < 0:
             raise ValueError(f"after_sequence must be an int >= 0, got {after_sequence!r}")
+        _check_page_size(page_size)
         check_identifier(session_id, "session_id")
         check_identifier(branch_id, "branch_id")
         # Registering first is what makes the seam exact; see the module docstring.
-        super().__init__(store, hub.subscribe(session_id, branch_id))
+        super().__init__(store, hub.subscribe(session_id, branch_id), page_size)
         self._key = (session_id, branch_id)
         self._last = after_sequence
-        self._page_size = page_size
         self._catching_up = True
 
     @property
@@ -222,7 +229,9 @@ class AllSubscription(Subscription):
 
     :param kinds: only these kinds (default: all).
     :param session_ids: only these sessions (default: all).
+    :param page_size: records per store read while recovering a loss.
     :raises InvalidIdentifier: for a bad session id.
+    :raises ValueError: for a ``page_size`` below 1.
     :raises anyio.ClosedResourceError: if the hub was closed.
     """
 
@@ -235,9 +244,9 @@ class AllSubscription(Subscription):
         session_ids: Iterable[str] | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
-        super().__init__(store, hub.subscribe_all(kinds=kinds, session_ids=session_ids))
+        _check_page_size(page_size)
+        super().__init__(store, hub.subscribe_all(kinds=kinds, session_ids=session_ids), page_size)
         self._kinds = _frozen(kinds, "kinds")
-        self._page_size = page_size
         # Ranges still to re-read: [key, next sequence].
         self._recovering: deque[tuple[Key, int]] = deque()
         # key -> last sequence re-read from the store; live copies up to it are stale.

@@ -182,4 +182,8 @@ async def test_bad_arguments_are_refused(store: MemoryEventStore) -> None:
         BranchSubscription(store, hub, "s", after_sequence=-1)
     with pytest.raises(ValueError, match="session_id"):
         BranchSubscription(store, hub, "bad id")
+    with pytest.raises(ValueError, match="page_size"):
+        BranchSubscription(store, hub, "s", page_size=0)
+    with pytest.raises(ValueError, match="page_size"):
+        AllSubscription(store, hub, page_size=0)
     assert hub.statistics().subscribers == 0
