@@ -261,22 +261,34 @@ class EventReceiver:
         :raises anyio.EndOfStream: once the hub closed and the buffer is drained.
         :raises anyio.ClosedResourceError: if this receiver was closed.
         """
-        while True:
-            try:
-                return self.receive_nowait()
-            except WouldBlock:
-                waiter = self._buffer._waiter(losses=False)
-                if waiter is not None:
-                    await waiter
+        event = await self._next()
+        if event is not None:
+            return event
+        if self._buffer._state == _CLOSED:
+            raise ClosedResourceError
+        raise EndOfStream
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> EventRecord:
-        try:
-            return await self.receive()
-        except (EndOfStream, ClosedResourceError):
-            raise StopAsyncIteration from None
+        event = await self._next()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def _next(self) -> EventRecord | None:
+        # No exceptions on the way: an empty buffer is the common case.
+        buffer = self._buffer
+        queue = buffer._queue
+        while not queue:
+            if buffer._state != _OPEN:
+                return None
+            waiter = buffer._waiter(losses=False)
+            if waiter is not None:
+                await waiter
+        buffer._popped += 1
+        return queue.popleft()
 
     @property
     def lagged(self) -> bool:
