@@ -51,7 +51,7 @@ from ._ids import MAIN, check_identifier
 from ._lineage import check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, utc_now
 
-__all__ = ("FileEventStore", "FileStoreStatistics")
+__all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 
 #: Bytes of records one read call on the I/O thread returns at most.
 _READ_BUDGET = 256 * 1024
@@ -83,8 +83,8 @@ class FileEventStore(EventStore):
     :param max_record_size: the largest encoded record accepted, in bytes.
     :param max_cached_sessions: sessions whose state stays cached; idle ones
         beyond it are evicted, least recently used first.
-    :param ops: the system-call seam (:class:`eventstore._file_writer.FileOps`);
-        tests pass one that fails on purpose.
+    :param ops: the system-call seam (:class:`FileOps`); tests pass one that
+        fails on purpose.
     """
 
     def __init__(
@@ -115,7 +115,8 @@ class FileEventStore(EventStore):
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else self.durability
-        return f"<FileEventStore {self.root!r} {mode} {super().__repr__()[1:-1].split()[-1]}>"
+        state = "closed" if self._closed else "open" if self._opened else "unopened"
+        return f"<FileEventStore {self.root!r} {mode} {state}>"
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from eventstore import EventRecord
-from eventstore._file_writer import FileOps
+from eventstore.file import FileOps
 
 
 def ev(session: str, seq: int, branch: str = "main", data: object = None) -> EventRecord:
