@@ -194,7 +194,7 @@ class SparseIndex:
         """
         low, high = self._bounds(sequence, low, high)
         bisecting = False
-        while high[0] - low[0] > SPACING:
+        while sequence - low[0] > SPACING:
             span = high[1] - low[1]
             if bisecting:
                 guess = low[1] + span // 2

@@ -12,6 +12,13 @@ ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
 runs on one I/O thread (:mod:`eventstore._file_writer`) which commits all
 pending appends of a round with one write per file and one sync.
 
+Crash safety: a torn last line is cut off when its branch is opened (kept in
+``.torn``); a merge records its intent in ``branches.json`` first, so the open
+after a crash either confirms it (the target holds every merged event) or cuts
+the target back and reopens the source. A kill in the middle of an
+unacknowledged multi-record write can keep its first lines; retrying the same
+batch (same event ids) completes it rather than conflicting.
+
 Appends are pipelined: the sequence check and the hand-off to the I/O thread
 happen in one step on the event loop (no await in between), so concurrent
 appends to one branch share a round too. Each write names the byte offset it
