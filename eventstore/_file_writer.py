@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import StorageError
+from ._errors import StorageError, StoreClosed
 
 __all__ = ("FileOps", "Writer", "storage_error")
 
@@ -228,12 +228,19 @@ class Writer:
         ``done`` runs on the loop with the outcome even if the caller was
         cancelled, so the caller's state never disagrees with the file.
         """
+        self._check_running()
         item = _Write(asyncio.get_running_loop(), done, directory, name, offset, data)
         self._queue.put(item)
         return item.future
 
+    def _check_running(self) -> None:
+        # Work queued behind the stop would wait forever for a finished thread.
+        if self._stopped:
+            raise StoreClosed()
+
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run ``fn(*args, **kwargs)`` on the I/O thread, between rounds of writes."""
+        self._check_running()
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         item = _Call(asyncio.get_running_loop(), fn, args)

@@ -400,3 +400,17 @@ async def test_options_are_checked(tmp_path: Path) -> None:
         assert "write" in repr(store)
     stats = store.statistics()
     assert msgspec.structs.asdict(stats)["writes"] >= 1
+
+
+async def test_close_during_first_appends_never_hangs(tmp_path: Path) -> None:
+    store = FileEventStore(tmp_path)
+    await store.open()
+    tasks = [asyncio.create_task(store.append(ev(f"new{n}", 1))) for n in range(20)]
+    await asyncio.sleep(0)  # each is somewhere in its first append's several steps
+    await store.close()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+    assert all(isinstance(r, EventRecord | StoreClosed) for r in results), results
+    done = {r.session_id for r in results if isinstance(r, EventRecord)}
+    async with FileEventStore(tmp_path) as store:
+        for session in done:
+            assert await store.head(session) == 1
