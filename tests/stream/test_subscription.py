@@ -7,6 +7,7 @@ whatever order a race could produce.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -186,4 +187,17 @@ async def test_bad_arguments_are_refused(store: MemoryEventStore) -> None:
         BranchSubscription(store, hub, "s", page_size=0)
     with pytest.raises(ValueError, match="page_size"):
         AllSubscription(store, hub, page_size=0)
+    assert hub.statistics().subscribers == 0
+
+
+async def test_abandoned_subscription_leaves_the_hub_when_collected(
+    store: MemoryEventStore,
+) -> None:
+    hub = EventStreamHub()
+    await stored(store, "s", 1, 2)
+    async for event in BranchSubscription(store, hub, "s"):
+        assert event.sequence == 1
+        break  # abandoned mid-stream, never closed
+    AllSubscription(store, hub, kinds=["x"])
+    gc.collect()
     assert hub.statistics().subscribers == 0
