@@ -19,7 +19,7 @@ from ._file_index import count_lines, last_line
 from ._file_writer import Writer
 from ._records import EventRecord
 
-__all__ = ("TORN_SUFFIX", "cut_back", "open_tail")
+__all__ = ("TORN_SUFFIX", "cut_back", "open_tail", "prepare_root")
 
 TORN_SUFFIX = ".torn"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -128,3 +128,23 @@ def cut_back(writer: Writer, directory: str, name: str, size: int, *, sync: bool
     if sync:
         ops.fsync(handle.fd)
     handle.size = size
+
+
+def prepare_root(writer: Writer, root_fd: int, directory: str, name: str, *, sync: bool) -> None:
+    """Make ready for the first events of a new root branch.
+
+    Creates the session directory if needed. A file already there is an orphan:
+    a crash struck after its first write and before the manifest named it, so
+    none of it was acknowledged; it goes to ``.torn``.
+    """
+    ops = writer.ops
+    try:
+        ops.mkdir(directory.rpartition("/")[2], 0o700, dir_fd=root_fd)
+    except FileExistsError:
+        pass
+    else:
+        if sync:
+            ops.fsync(root_fd)
+    handle = writer.handle(directory, name)
+    if handle is not None and ops.fstat(handle.fd).st_size > 0:
+        cut_back(writer, directory, name, 0, sync=sync)

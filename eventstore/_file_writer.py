@@ -456,6 +456,10 @@ class Writer:
 
     def _truncate(self, handle: _Handle) -> None:
         self.ops.ftruncate(handle.fd, handle.size)
+        if self._sync:
+            # Make the cut durable too, or a crash could bring back bytes the
+            # caller was told were not written.
+            self.ops.fsync(handle.fd)
         handle.dirty = False
 
     def _close_all(self) -> None:

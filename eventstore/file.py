@@ -16,8 +16,9 @@ Crash safety: a torn last line is cut off when its branch is opened (kept in
 ``.torn``); a merge records its intent in ``branches.json`` first, so the open
 after a crash either confirms it (the target holds every merged event) or cuts
 the target back and reopens the source. A kill in the middle of an
-unacknowledged multi-record write can keep its first lines; retrying the same
-batch (same event ids) completes it rather than conflicting.
+unacknowledged multi-record write can keep its first lines: a batch is atomic
+for every failure the store sees, but not against a kill mid-``pwrite`` (lines
+carry no batch marker, so the format stays one plain record per line).
 
 Appends are pipelined: the sequence check and the hand-off to the I/O thread
 happen in one step on the event loop (no await in between), so concurrent
@@ -52,7 +53,7 @@ from ._file_index import SPACING, read_chunk
 from ._file_lock import acquire_lock, release_lock
 from ._file_manifest import BranchMeta, Manifest, PendingMerge, read_manifest, write_manifest
 from ._file_session import Branch, Session, list_session_dirs, manifest_stamp
-from ._file_tail import cut_back, open_tail
+from ._file_tail import cut_back, open_tail, prepare_root
 from ._file_writer import FileOps, Writer
 from ._ids import MAIN, check_identifier
 from ._lineage import check_merge, merged_records, segments
@@ -364,13 +365,8 @@ class FileEventStore(EventStore):
         if branch is None:
             if first.sequence != 1:
                 return resolve_retry([], events, 0), None  # raises: nothing is stored
-            branch = Branch(BranchMeta(branch_id=first.branch_id, created_at=utc_now()))
-            session.branches[first.branch_id] = branch
-            try:
-                await self._write_manifest(session)
-            except BaseException:
-                del session.branches[first.branch_id]
-                raise
+            await self._create_root(session, events, lines)
+            return events, None
         await self._load_branch(session, branch)
         stored = events
         if first.sequence != branch.pending_head + 1:
@@ -379,18 +375,39 @@ class FileEventStore(EventStore):
                 stored = await self._read_list(
                     session, first.branch_id, first.sequence, events[-1].sequence, None
                 )
-                done = len(stored)
-                if not (0 < done < len(events) and stored[-1].sequence == branch.head) or any(
-                    s.event_id != e.event_id for s, e in zip(stored, events[:done], strict=False)
-                ):
-                    return resolve_retry(stored, events, branch.head), None
-                # A crash mid-write kept the first lines of this unacknowledged
-                # batch; the caller's retry completes it instead of conflicting.
-                events, lines = events[done:], lines[done:]
-                stored = [*stored, *events]
+                return resolve_retry(stored, events, branch.head), None
         if branch.meta.merged_into is not None:
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
         return stored, self._submit(session, branch, events, lines)
+
+    async def _create_root(
+        self, session: Session, events: list[EventRecord], lines: list[bytes]
+    ) -> None:
+        """Write the first events of a new root branch, then name it in the manifest.
+
+        In this order a crash in between leaves an orphan file the manifest does
+        not name (invisible, moved aside by the next attempt), never a branch
+        or session the caller was not told about.
+        """
+        branch_id = events[0].branch_id
+        branch = Branch(BranchMeta(branch_id=branch_id, created_at=utc_now()))
+        assert self._root_fd is not None
+        await self._io.call(
+            prepare_root,
+            self._io,
+            self._root_fd,
+            session.directory,
+            branch.file,
+            sync=self._sync,
+        )
+        branch.loaded = True
+        await self._submit(session, branch, events, lines)
+        session.branches[branch_id] = branch
+        try:
+            await self._write_manifest(session)
+        except BaseException:
+            del session.branches[branch_id]
+            raise
 
     def _submit(
         self, session: Session, branch: Branch, events: list[EventRecord], lines: list[bytes]
