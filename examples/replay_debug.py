@@ -28,8 +28,7 @@ from typing import Any
 import msgspec
 
 from eventstore import EventRecord
-from journal import EventJournal, open_journal
-from journal._typed import EventTypes  # becomes ``from journal import EventTypes``
+from journal import EventJournal, EventTypes, open_journal
 
 
 class Message(msgspec.Struct, tag="message", frozen=True):
@@ -95,8 +94,7 @@ DEMO: list[msgspec.Struct] = [
 async def record_demo(journal: EventJournal) -> None:
     """Record the demo run: the calculator call multiplies by 25 instead of 1.25."""
     for event in DEMO:
-        kind, data = TYPES.kind_and_data(event)
-        await journal.record(DEMO_SESSION, kind, data)
+        await journal.record_typed(DEMO_SESSION, event)
 
 
 def show_state(state: AgentState) -> None:
@@ -112,7 +110,7 @@ async def replay(journal: EventJournal, session: str, branch: str) -> int:
     before_calls: list[tuple[int, AgentState]] = []
     async for record in journal.iter_events(session, branch):
         if record.kind == "tool_call":
-            call = TYPES.decode(record)
+            call = journal.decode(record)
             assert isinstance(call, ToolCall)
             print(f"#{record.sequence:<4} {call.tool}({call.args}) — the agent knew:")
             show_state(state)
@@ -134,7 +132,7 @@ async def replay(journal: EventJournal, session: str, branch: str) -> int:
 async def main(argv: list[str]) -> int:
     if not argv:
         with tempfile.TemporaryDirectory() as root:
-            async with open_journal(root, durability="write") as journal:
+            async with open_journal(root, types=TYPES, durability="write") as journal:
                 await record_demo(journal)
                 calls = await replay(journal, DEMO_SESSION, "main")
         assert calls == 3
@@ -144,7 +142,7 @@ async def main(argv: list[str]) -> int:
         return 2
     root, session, branch = argv[0], argv[1], argv[2] if len(argv) == 3 else "main"
     # Read-only: replaying never blocks (or is blocked by) the agent still writing.
-    async with open_journal(root, read_only=True) as journal:
+    async with open_journal(root, types=TYPES, read_only=True) as journal:
         if session not in await journal.list_sessions():
             print(f"no session {session!r} in {root}", file=sys.stderr)
             return 2

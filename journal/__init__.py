@@ -9,9 +9,17 @@ from stream import Subscription as Subscription
 
 from ._journal import EventJournal as EventJournal
 from ._journal import open_journal as open_journal
+from ._typed import EventDecodeError as EventDecodeError
+from ._typed import EventTypes as EventTypes
+from ._typed import JournalError as JournalError
+from ._typed import UnknownEventKind as UnknownEventKind
 
 __all__ = (
+    "EventDecodeError",
     "EventJournal",
+    "EventTypes",
+    "JournalError",
     "Subscription",
+    "UnknownEventKind",
     "open_journal",
 )

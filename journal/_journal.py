@@ -26,6 +26,8 @@ from eventstore import (
 )
 from stream import AllSubscription, BranchSubscription, EventStreamHub, Subscription
 
+from ._typed import EventTypes
+
 __all__ = ("EventJournal", "open_journal")
 
 logger = logging.getLogger("journal")
@@ -52,14 +54,29 @@ class EventJournal:
     :param store: where events live.
     :param hub: where live events are published (default: a new
         :class:`~stream.EventStreamHub`).
+    :param types: tagged msgspec Struct types for :meth:`record_typed` and
+        :meth:`decode` (default: an empty registry; add with ``types.register``).
     """
 
-    def __init__(self, store: EventStore, hub: EventStreamHub | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        hub: EventStreamHub | None = None,
+        *,
+        types: EventTypes | None = None,
+    ) -> None:
         self._store = store
         self._hub = EventStreamHub() if hub is None else hub
+        self._types = EventTypes() if types is None else types
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._watcher: asyncio.Task[None] | None = None
+        self._watching = asyncio.Event()
         self._closed = False
+
+    @property
+    def types(self) -> EventTypes:
+        """The typed-event registry used by :meth:`record_typed` and :meth:`decode`."""
+        return self._types
 
     @property
     def store(self) -> EventStore:
@@ -88,6 +105,12 @@ class EventJournal:
             raise StoreClosed("the journal is closed")
         await self._store.open()
         self._start_watcher()
+        if self._watcher is not None:
+            # Events other processes commit right after open() must not be missed:
+            # return only once the store listens (or listening failed and is retried).
+            listening = asyncio.ensure_future(self._watching.wait())
+            await asyncio.wait({self._watcher, listening}, return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
         return self
 
     async def close(self) -> None:
@@ -227,6 +250,42 @@ class EventJournal:
                     continue
                 self._hub.publish(stored)
                 return stored
+
+    async def record_typed(
+        self,
+        session_id: str,
+        event: msgspec.Struct,
+        *,
+        branch_id: str = MAIN,
+        metadata: dict[str, Any] | None = None,
+        expected_sequence: int | None = None,
+    ) -> EventRecord:
+        """Record a typed event: ``kind`` from its tag, ``data`` from its fields.
+
+        Like :meth:`record` otherwise; the type must be in :attr:`types`.
+
+        :raises UnknownEventKind: if the event's type is not registered.
+        :raises SequenceConflict, BranchClosed, InvalidIdentifier, InvalidEvent,
+            StorageError, StoreClosed: as :meth:`record`.
+        """
+        kind, data = self._types.kind_and_data(event)
+        return await self.record(
+            session_id,
+            kind,
+            data,
+            branch_id=branch_id,
+            metadata=metadata,
+            expected_sequence=expected_sequence,
+        )
+
+    def decode(self, record: EventRecord) -> msgspec.Struct:
+        """The typed event stored in ``record``.
+
+        :raises UnknownEventKind: if no registered type has ``record.kind``.
+        :raises EventDecodeError: if ``record.data`` does not match that type.
+        Both name the record's session, branch and sequence.
+        """
+        return self._types.decode(record)
 
     async def create_branch(
         self,
@@ -421,18 +480,28 @@ class EventJournal:
         delay = 0.05
         while not self._closed:
             try:
-                async for position in self._store.watch():
-                    delay = 0.05
-                    await self._publish_position(position)
+                watch: Any = self._store.watch()
+                if hasattr(watch, "__aenter__"):
+                    async with watch as positions:
+                        self._watching.set()
+                        await self._publish_all(positions)
+                else:
+                    self._watching.set()
+                    await self._publish_all(watch)
                 return
             except StoreClosed:
                 return
             except Exception:
+                self._watching.set()
                 # A lost connection must not end live delivery for good; the
                 # subscribers' gap logic re-reads whatever passed meanwhile.
                 logger.exception("store.watch() failed; restarting in %.2fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_WATCH_BACKOFF)
+
+    async def _publish_all(self, positions: AsyncIterator[Position]) -> None:
+        async for position in positions:
+            await self._publish_position(position)
 
     async def _publish_position(self, position: Position) -> None:
         records = await self._store.read(
@@ -463,11 +532,16 @@ class EventJournal:
 
 @asynccontextmanager
 async def open_journal(
-    root: str | PathLike[str], *, hub: EventStreamHub | None = None, **opts: Any
+    root: str | PathLike[str],
+    *,
+    hub: EventStreamHub | None = None,
+    types: EventTypes | None = None,
+    **opts: Any,
 ) -> AsyncIterator[EventJournal]:
     """An :class:`EventJournal` over a :class:`~eventstore.file.FileEventStore` at ``root``.
 
-    ``opts`` go to the store (``durability``, ``read_only``). The store is
+    ``hub`` and ``types`` go to the journal, ``opts`` to the store
+    (``durability``, ``read_only``, ``max_record_size``). The store is
     opened on entry and closed, with every subscription, on exit::
 
         async with open_journal("./events") as journal:
@@ -477,5 +551,5 @@ async def open_journal(
     """
     from eventstore.file import FileEventStore
 
-    async with EventJournal(FileEventStore(root, **opts), hub) as journal:
+    async with EventJournal(FileEventStore(root, **opts), hub, types=types) as journal:
         yield journal

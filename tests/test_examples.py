@@ -30,6 +30,8 @@ class Example(NamedTuple):
 EXAMPLES = [
     Example("quickstart.py", "assistant: Sunscreen"),
     Example("quickstart.py", "try: jq", with_root=True),
+    Example("fork_and_compare.py", "share steps 1..4, then diverge"),
+    Example("fork_and_compare.py", "since step 4, try-flights did", with_root=True),
 ]
 
 
