@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import CorruptLog, FileEventStore, SequenceConflict
+from eventstore._codec import encode_line
 
 from ._file_helpers import ev, lines_of
 
@@ -200,3 +201,24 @@ async def test_a_batch_cut_short_by_a_kill_is_kept_as_written(tmp_path: Path) ->
             await store.append_batch(batch)
         assert await store.append_batch(batch[2:]) == batch[2:]
     assert lines_of(path) == lines
+
+
+async def test_first_events_a_crash_left_unnamed_stay_invisible(tmp_path: Path) -> None:
+    # A kill between a new branch's first write and its manifest entry leaves a
+    # file the manifest does not name: never acknowledged, so never shown.
+    async with FileEventStore(tmp_path) as store:
+        await store.append(ev("s1", 1))
+    orphan = encode_line(ev("s1", 1, branch="new"))
+    (tmp_path / "s1" / "new.jsonl").write_bytes(orphan)
+    (tmp_path / "s2").mkdir()
+    (tmp_path / "s2" / "main.jsonl").write_bytes(encode_line(ev("s2", 1)))
+    async with FileEventStore(tmp_path) as store:
+        assert await store.list_sessions() == ["s1"]
+        assert await store.read("s1", "new") == []
+        assert await store.read("s2") == []
+        assert [b.branch_id for b in await store.list_branches("s1")] == ["main"]
+        first = await store.append(ev("s1", 1, branch="new"))
+        assert await store.read("s1", "new") == [first]
+        await store.append(ev("s2", 1))
+        assert await store.list_sessions() == ["s1", "s2"]
+    assert (tmp_path / "s1" / "new.jsonl.torn").read_bytes() == orphan
