@@ -32,6 +32,8 @@ __all__ = ("CHUNK", "SparseIndex", "corrupt_at", "last_line", "read_chunk", "seq
 CHUNK = 64 * 1024
 #: Records between two points of the sparse index.
 SPACING = 128
+#: Points one index keeps at most, whatever the size of the log.
+MAX_POINTS = 4096
 
 
 class _Sequence(msgspec.Struct):
@@ -166,6 +168,10 @@ class SparseIndex:
                 return
             self._sequences.insert(at, sequence)
             self._offsets.insert(at, offset)
+            if len(self._sequences) > MAX_POINTS:
+                # Thin out rather than grow with the log: a coarser index only
+                # costs a probe or two more per seek.
+                del self._sequences[1::2], self._offsets[1::2]
 
     def forget_after(self, offset: int) -> None:
         """Drop points at or beyond ``offset`` (the file was cut back)."""

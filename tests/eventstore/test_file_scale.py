@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import FileEventStore
+from eventstore._file_index import MAX_POINTS, SPACING, SparseIndex
 
 from ._file_helpers import FaultyOps, ev
 
@@ -162,3 +163,22 @@ async def test_seeks_land_exactly_with_uneven_records(tmp_path: Path) -> None:
                     r.data["n"] for r in await store.read("s1", from_sequence=start, limit=limit)
                 ]
                 assert got == list(range(start, min(start + limit, 5001)))
+
+
+async def test_index_stays_small_on_a_full_scan(logs: dict[int, Path]) -> None:
+    async with FileEventStore(logs[1_000_000], read_only=True) as store:
+        count = 0
+        async for _ in store.iter_events("big", from_sequence=1):
+            count += 1
+        assert count == 1_000_000
+        session = store._sessions["big"]
+        assert len(session.branches["main"].index) <= MAX_POINTS
+        middle = await store.read("big", from_sequence=654_321, limit=3)
+        assert [r.sequence for r in middle] == [654_321, 654_322, 654_323]
+
+
+def test_sparse_index_thins_out_instead_of_growing() -> None:
+    index = SparseIndex()
+    for n in range(10_000):
+        index.note(1 + n * SPACING, n * 1000)
+    assert 1000 < len(index) <= MAX_POINTS
