@@ -58,14 +58,20 @@ class MemoryEventStore(EventStore):
         return None if branches is None else branches.get(branch_id)
 
     def _branch_or_main(self, session_id: str, branch_id: str) -> _Branch:
+        """The branch; an implicit, not yet registered ``main`` if it has none.
+
+        :raises BranchNotFound: for any other missing branch.
+        """
         branch = self._branch(session_id, branch_id)
         if branch is not None:
             return branch
         if branch_id != MAIN:
             raise BranchNotFound(session_id, branch_id)
-        branch = _Branch(None, 0)
-        self._sessions.setdefault(session_id, {})[MAIN] = branch
-        return branch
+        return _Branch(None, 0)
+
+    def _keep(self, session_id: str, branch_id: str, branch: _Branch) -> None:
+        # Registering only after an operation succeeded: failures leave no trace.
+        self._sessions.setdefault(session_id, {}).setdefault(branch_id, branch)
 
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
@@ -123,7 +129,8 @@ class MemoryEventStore(EventStore):
                 f"fork_sequence {at} is beyond the head {parent.head} of {from_branch!r}",
             )
         branch = _Branch(from_branch, at)
-        self._sessions[session_id][branch_id] = branch
+        self._keep(session_id, from_branch, parent)
+        self._keep(session_id, branch_id, branch)
         return branch.info(session_id, branch_id)
 
     async def _merge_branch(
@@ -131,7 +138,8 @@ class MemoryEventStore(EventStore):
     ) -> MergeResult:
         source = self._branch_or_main(session_id, source_branch)
         target = self._branch_or_main(session_id, target_branch)
-        branches = self._sessions[session_id]
+        branches = {**self._sessions.get(session_id, {}), source_branch: source}
+        branches[target_branch] = target
         check_merge(branches, session_id, source_branch, target_branch)
         for name, branch in ((source_branch, source), (target_branch, target)):
             if branch.merged_into is not None:
@@ -139,6 +147,8 @@ class MemoryEventStore(EventStore):
         records = merged_records(source.events, target_branch, target.head)
         target.events.extend(records)
         source.merged_into = target_branch
+        self._keep(session_id, source_branch, source)
+        self._keep(session_id, target_branch, target)
         return MergeResult(source_branch, target_branch, len(records), target.head)
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
