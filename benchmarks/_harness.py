@@ -176,6 +176,9 @@ class Row:
     status: str = "ok"
     note: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Set when the figure was measured outside the goal's conditions (e.g. the
+    #: writer could not hold the required rate): the goal then counts as missed.
+    unmet_condition: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -189,7 +192,10 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        return None if self.goal is None else self.goal.met(self.ours, self.ratio)
+        if self.goal is None:
+            return None
+        met = self.goal.met(self.ours, self.ratio)
+        return False if met and self.unmet_condition else met
 
 
 @dataclass

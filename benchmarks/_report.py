@@ -39,6 +39,11 @@ def _met(row: Row) -> str:
     return "" if row.goal is None else "n/a" if met is None else "met" if met else "MISSED"
 
 
+def _notes(row: Row) -> str:
+    unmet = row.unmet_condition and f"goal not met because {row.unmet_condition}"
+    return "; ".join(filter(None, [row.note, unmet]))
+
+
 def table(rows: list[Row]) -> str:
     """A Markdown table: workload, ours, baseline, ratio, goal, met, physical limit."""
     header = ("workload", "ours", "peer / baseline", "ratio", "goal", "met", "physical limit")
@@ -58,7 +63,7 @@ def table(rows: list[Row]) -> str:
         for line in lines
     ]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes = [f"- {row.workload}: {row.note}" for row in rows if row.note]
+    notes = [f"- {row.workload}: {text}" for row in rows if (text := _notes(row))]
     return "\n".join(out + (["", *notes] if notes else []))
 
 
@@ -134,6 +139,7 @@ def to_json(rows: list[Row], sizes: Sizes, meta: dict[str, Any]) -> str:
                 "limit": row.limit,
                 "goal": row.goal.text if row.goal else None,
                 "met": row.met,
+                "unmet_condition": row.unmet_condition or None,
                 "status": row.status,
                 "note": row.note or None,
                 "detail": row.detail,
