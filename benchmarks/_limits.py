@@ -8,9 +8,12 @@ in the same configuration; how close it gets is the engineering headroom.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -19,9 +22,22 @@ from eventstore import EventRecord
 
 from ._harness import chunks
 
-__all__ = ("read_decode", "write_lines")
+__all__ = ("read_decode", "write_lines", "write_rounds")
 
 _decode_lines = msgspec.json.Decoder(EventRecord).decode_lines
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        syncfs: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+        return syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
 
 
 def write_lines(path: Path, lines: list[bytes], *, fsync: bool, per: int = 1) -> float:
@@ -38,6 +54,34 @@ def write_lines(path: Path, lines: list[bytes], *, fsync: bool, per: int = 1) ->
         return time.perf_counter() - start
     finally:
         os.close(fd)
+
+
+def write_rounds(directory: Path, files: int, rounds: int, line: bytes) -> float:
+    """Seconds for ``rounds`` rounds of one line into each of ``files`` logs, one sync per round.
+
+    The layout's own limit for concurrent sessions (one log per session): a
+    round is durable after one ``syncfs`` of the file system where Linux has
+    it (one journal commit for every file), else after an ``fsync`` per file.
+    """
+    directory.mkdir(exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    fds = [os.open(directory / f"{i}.jsonl", flags, 0o644) for i in range(files)]
+    try:
+        for fd in fds:
+            os.fsync(fd)
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for fd in fds:
+                os.write(fd, line)
+            if _syncfs is not None:
+                _syncfs(fds[0])
+            else:
+                for fd in fds:
+                    os.fsync(fd)
+        return time.perf_counter() - start
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def read_decode(path: Path, *, collect: bool = True, block: int = 1 << 16) -> tuple[float, int]:
