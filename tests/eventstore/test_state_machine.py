@@ -149,10 +149,12 @@ def test_crash_needs_reopen() -> None:
 
     with pytest.raises(ValueError, match="crash needs reopen"):
         store_state_machine(MemoryEventStore, crash=crash)
+    with pytest.raises(ValueError, match="in_flight needs crash"):
+        store_state_machine(MemoryEventStore, reopen=lambda old: old, in_flight=True)
 
 
-def test_reopen_rule_over_a_store_that_keeps_its_data() -> None:
-    """``reopen`` hands the machine a new object over the same data."""
+def test_reopen_and_crash_rules_over_a_store_that_keeps_its_data() -> None:
+    """``reopen`` hands the machine a new object over the same data; crashes keep it."""
     shared: dict[str, Any] = {}
 
     class Kept(MemoryEventStore):
@@ -167,8 +169,11 @@ def test_reopen_rule_over_a_store_that_keeps_its_data() -> None:
         shared.clear()
         return Kept()
 
-    machine = store_state_machine(fresh, reopen=lambda old: Kept())
+    async def crash(store: Kept) -> None:
+        await store.close()
+
+    machine = store_state_machine(fresh, reopen=lambda old: Kept(), crash=crash, in_flight=True)
     run_state_machine_as_test(
         machine,
-        settings=settings(max_examples=40, stateful_step_count=20, deadline=None, database=None),
+        settings=settings(max_examples=60, stateful_step_count=20, deadline=None, database=None),
     )
