@@ -298,22 +298,58 @@ class Writer:
         self._handles[key] = created
         return created
 
+    def write_now(self, directory: str, name: str, data: bytes) -> None:
+        """Append ``data`` to ``directory/name`` right away, synced if the store syncs.
+
+        For a :meth:`call` whose write must be one step with what follows it
+        (a new branch's first events and the manifest naming it). A failure
+        cuts the file back, as a failed round does.
+
+        :raises OSError: if the write or the sync fails.
+        """
+        found = self.handle(directory, name, create=True)
+        assert found is not None
+        handle = found
+        if handle.dirty:
+            self._truncate(handle)
+        try:
+            self._pwrite_all(handle, data)
+            if self._sync:
+                self.syncs += 1
+                self.ops.fsync(handle.fd)
+                if handle.new:
+                    self._sync_directory(directory)
+                    handle.new = False
+        except OSError:
+            try:
+                self._truncate(handle)
+            except OSError:
+                handle.dirty = True
+            raise
+        handle.size += len(data)
+        self.writes += 1
+
     def _run(self) -> None:
-        get = self._queue.get
-        get_nowait = self._queue.get_nowait
+        # One frame per round: the thread keeps no reference to a finished
+        # round's items (and the stores their callables hold) while it waits.
+        while self._next_round():
+            pass
+
+    def _next_round(self) -> bool:
+        """Run one round of everything queued; ``False`` once told to stop."""
+        items = [self._queue.get()]
         while True:
-            items = [get()]
-            while True:
-                try:
-                    items.append(get_nowait())
-                except queue.Empty:
-                    break
-            stops = [item for item in items if isinstance(item, _Stop)]
-            self._round([item for item in items if not isinstance(item, _Stop)])
-            if stops:
-                self._close_all()
-                self._post([(item, None, None) for item in stops if hasattr(item, "future")])
-                return
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        stops = [item for item in items if isinstance(item, _Stop)]
+        self._round([item for item in items if not isinstance(item, _Stop)])
+        if stops:
+            self._close_all()
+            self._post([(item, None, None) for item in stops if hasattr(item, "future")])
+            return False
+        return True
 
     def _round(self, items: list[_Item]) -> None:
         self.rounds += 1

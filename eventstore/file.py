@@ -15,10 +15,13 @@ pending appends of a round with one write per file and one sync.
 Crash safety: a torn last line is cut off when its branch is opened (kept in
 ``.torn``); a merge records its intent in ``branches.json`` first, so the open
 after a crash either confirms it (the target holds every merged event) or cuts
-the target back and reopens the source. A kill in the middle of an
-unacknowledged multi-record write can keep its first lines: a batch is atomic
-for every failure the store sees, but not against a kill mid-``pwrite`` (lines
-carry no batch marker, so the format stays one plain record per line).
+the target back and reopens the source. A batch is atomic against a kill in
+the middle of its ``pwrite`` too: all its lines but the last carry a
+``batch_end`` field (:mod:`eventstore._file_batch`), and the open cuts a batch
+whose last line is missing back to its first. A new root branch's first events
+and the manifest entry naming it are one step on the I/O thread; a file the
+manifest does not name (a crash struck between the two) is moved to ``.torn``
+before its branch is created, forked or merged into, so it never shows.
 
 Appends are pipelined: the sequence check and the hand-off to the I/O thread
 happen in one step on the event loop (no await in between), so concurrent
@@ -39,21 +42,20 @@ from typing import Literal
 import msgspec
 
 from ._base import EventStore, resolve_retry
-from ._codec import encode_line
 from ._errors import (
     BranchClosed,
     BranchExists,
     BranchNotFound,
     InvalidBranchOperation,
-    InvalidEvent,
     ReadOnlyStore,
     StorageError,
 )
+from ._file_batch import encode_batch
 from ._file_index import SPACING, read_chunk
 from ._file_lock import acquire_lock, release_lock
 from ._file_manifest import BranchMeta, Manifest, PendingMerge, read_manifest, write_manifest
 from ._file_session import Branch, Session, list_session_dirs, manifest_stamp
-from ._file_tail import cut_back, open_tail, prepare_root
+from ._file_tail import cut_back, open_tail, prepare_root, set_aside
 from ._file_writer import FileOps, Writer
 from ._ids import MAIN, check_identifier
 from ._lineage import check_merge, merged_records, segments
@@ -120,6 +122,9 @@ class FileEventStore(EventStore):
         self._lock_fd: int | None = None
         self._root_fd: int | None = None
         self._writer: Writer | None = None
+        #: Operations inside :meth:`_locked`; ``close()`` lets them finish first.
+        self._busy = 0
+        self._quiet: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else self.durability
@@ -150,10 +155,23 @@ class FileEventStore(EventStore):
 
     async def _close(self) -> None:
         try:
-            if self._writer is not None:
-                await self._writer.stop()
+            await self._settle()
         finally:
-            self._release()
+            try:
+                if self._writer is not None:
+                    await self._writer.stop()
+            finally:
+                self._release()
+
+    async def _settle(self) -> None:
+        """Wait for the operations under way (new ones already raise StoreClosed).
+
+        One may need several I/O steps (a merge's intent, its events, the intent
+        cleared): it completes rather than stopping halfway.
+        """
+        while self._busy:
+            self._quiet = asyncio.get_running_loop().create_future()
+            await self._quiet
 
     def _release(self) -> None:
         if self._root_fd is not None:
@@ -216,12 +234,16 @@ class FileEventStore(EventStore):
     async def _locked(self, session_id: str) -> AsyncIterator[Session]:
         session = self._entry(session_id)
         session.users += 1
+        self._busy += 1
         try:
             async with session.lock:
                 await self._load_session(session)
                 yield session
         finally:
             session.users -= 1
+            self._busy -= 1
+            if not self._busy and self._quiet is not None and not self._quiet.done():
+                self._quiet.set_result(None)
 
     async def _load_session(self, session: Session) -> None:
         if session.loaded and not self.read_only:
@@ -243,13 +265,22 @@ class FileEventStore(EventStore):
             return stamp, None
         return stamp, read_manifest(self._ops, session.directory, session.session_id)
 
-    async def _write_manifest(self, session: Session) -> None:
+    async def _write_manifest(self, session: Session, fresh: Sequence[Branch] = ()) -> None:
+        """Replace the manifest; ``fresh`` are branches it names for the first time.
+
+        Their leftover files go aside in the same I/O step, before the manifest
+        names them.
+        """
         manifest = session.manifest()
-        assert self._root_fd is not None
-        await self._io.call(
-            write_manifest, self._ops, self._root_fd, session.directory, manifest, sync=self._sync
-        )
+        files = [branch.file for branch in fresh]
+        await self._io.call(self._replace_manifest, session.directory, manifest, files)
         session.exists = True
+
+    def _replace_manifest(self, directory: str, manifest: Manifest, fresh: list[str]) -> None:
+        assert self._root_fd is not None
+        for name in fresh:
+            set_aside(self._io, directory, name, sync=self._sync)
+        write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
 
     async def _load_branch(self, session: Session, branch: Branch) -> None:
         if branch.loaded and not self.read_only:
@@ -304,6 +335,9 @@ class FileEventStore(EventStore):
     def _implicit_main(self, session: Session, branch_id: str) -> Branch:
         """The branch, or a fresh root ``main`` (registered once a manifest names it).
 
+        A fresh ``main`` is empty whatever its file holds: nothing the manifest
+        does not name was acknowledged (the file goes aside when it is named).
+
         :raises BranchNotFound: for any other unknown branch.
         """
         branch = session.branches.get(branch_id)
@@ -311,7 +345,9 @@ class FileEventStore(EventStore):
             return branch
         if branch_id != MAIN:
             raise BranchNotFound(session.session_id, branch_id)
-        return Branch(BranchMeta(branch_id=MAIN, created_at=utc_now()))
+        branch = Branch(BranchMeta(branch_id=MAIN, created_at=utc_now()))
+        branch.loaded = True
+        return branch
 
     async def _drain(self, branch: Branch) -> None:
         while branch.inflight:
@@ -325,19 +361,9 @@ class FileEventStore(EventStore):
         if self.read_only:
             raise ReadOnlyStore()
 
-    def _encode(self, events: Sequence[EventRecord]) -> list[bytes]:
-        lines = [encode_line(event) for event in events]
-        for event, line in zip(events, lines, strict=True):
-            if len(line) > self.max_record_size:
-                raise InvalidEvent(
-                    f"record {event.sequence} is {len(line)} bytes, "
-                    f"above max_record_size {self.max_record_size}"
-                )
-        return lines
-
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         self._check_writable()
-        lines = self._encode(events)
+        data = encode_batch(events, self.max_record_size)
         first = events[0]
         session = self._sessions.get(first.session_id)
         if session is not None and session.loaded and not session.lock.locked():
@@ -348,16 +374,16 @@ class FileEventStore(EventStore):
                 and branch.meta.merged_into is None
                 and first.sequence == branch.pending_head + 1
             ):
-                await self._submit(session, branch, events, lines)
+                await self._submit(session, branch, events, data)
                 return events
         async with self._locked(first.session_id) as session:
-            stored, pending = await self._append_locked(session, events, lines)
+            stored, pending = await self._append_locked(session, events, data)
         if pending is not None:
             await pending
         return stored
 
     async def _append_locked(
-        self, session: Session, events: list[EventRecord], lines: list[bytes]
+        self, session: Session, events: list[EventRecord], data: bytes
     ) -> tuple[list[EventRecord], asyncio.Future[None] | None]:
         """The slow path: the records to return, and the write to await if any."""
         first = events[0]
@@ -365,7 +391,7 @@ class FileEventStore(EventStore):
         if branch is None:
             if first.sequence != 1:
                 return resolve_retry([], events, 0), None  # raises: nothing is stored
-            await self._create_root(session, events, lines)
+            await self._create_root(session, events, data)
             return events, None
         await self._load_branch(session, branch)
         stored = events
@@ -378,41 +404,36 @@ class FileEventStore(EventStore):
                 return resolve_retry(stored, events, branch.head), None
         if branch.meta.merged_into is not None:
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
-        return stored, self._submit(session, branch, events, lines)
+        return stored, self._submit(session, branch, events, data)
 
-    async def _create_root(
-        self, session: Session, events: list[EventRecord], lines: list[bytes]
-    ) -> None:
+    async def _create_root(self, session: Session, events: list[EventRecord], data: bytes) -> None:
         """Write the first events of a new root branch, then name it in the manifest.
 
-        In this order a crash in between leaves an orphan file the manifest does
-        not name (invisible, moved aside by the next attempt), never a branch
-        or session the caller was not told about.
+        Both in one call on the I/O thread, so a ``close()`` either lets the
+        whole of it finish or stops it before it starts. Should a crash strike
+        between the two, the file is an orphan the manifest does not name:
+        invisible, and moved aside by the next attempt.
         """
         branch_id = events[0].branch_id
         branch = Branch(BranchMeta(branch_id=branch_id, created_at=utc_now()))
-        assert self._root_fd is not None
-        await self._io.call(
-            prepare_root,
-            self._io,
-            self._root_fd,
-            session.directory,
-            branch.file,
-            sync=self._sync,
-        )
-        branch.loaded = True
-        await self._submit(session, branch, events, lines)
         session.branches[branch_id] = branch
-        try:
-            await self._write_manifest(session)
-        except BaseException:
-            del session.branches[branch_id]
-            raise
+        manifest = session.manifest()
+        del session.branches[branch_id]
+        await self._io.call(self._write_root, session.directory, branch.file, data, manifest)
+        branch.loaded = True
+        branch.reset(events[-1].sequence, len(data))
+        session.branches[branch_id] = branch
+        session.exists = True
+
+    def _write_root(self, directory: str, name: str, data: bytes, manifest: Manifest) -> None:
+        assert self._root_fd is not None
+        prepare_root(self._io, self._root_fd, directory, name, sync=self._sync)
+        self._io.write_now(directory, name, data)
+        write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
 
     def _submit(
-        self, session: Session, branch: Branch, events: list[EventRecord], lines: list[bytes]
+        self, session: Session, branch: Branch, events: list[EventRecord], data: bytes
     ) -> asyncio.Future[None]:
-        data = lines[0] if len(lines) == 1 else b"".join(lines)
         offset = branch.pending_size
         first = events[0].sequence
         last = events[-1].sequence
@@ -472,12 +493,13 @@ class FileEventStore(EventStore):
             session.branches.setdefault(from_branch, parent)
             session.branches[branch_id] = branch
             try:
-                await self._write_manifest(session)
+                await self._write_manifest(session, [session.branches[n] for n in added])
             except BaseException:
                 for name in added:
                     del session.branches[name]
                 raise
-            await self._load_branch(session, branch)
+            # Its file is empty or absent (set aside just now): nothing to read.
+            branch.loaded = True
             return branch.info(session_id)
 
     async def _merge_branch(
@@ -504,7 +526,7 @@ class FileEventStore(EventStore):
             await self._drain(target)
             own = await self._read_own_all(session, source)
             records = merged_records(own, target_id, target.head)
-            lines = self._encode(records)
+            data = encode_batch(records, self.max_record_size) if records else b""
             added = [name for name in (source_id, target_id) if name not in session.branches]
             session.branches.update({source_id: source, target_id: target})
             source.meta.merged_into = target_id
@@ -517,7 +539,7 @@ class FileEventStore(EventStore):
                     count=len(records),
                 )
             try:
-                await self._write_manifest(session)
+                await self._write_manifest(session, [session.branches[n] for n in added])
             except BaseException:
                 source.meta.merged_into = None
                 session.pending_merge = None
@@ -527,7 +549,7 @@ class FileEventStore(EventStore):
             if not records:
                 return MergeResult(source_id, target_id, 0, target.head)
             try:
-                await self._submit(session, target, records, lines)
+                await self._submit(session, target, records, data)
             except BaseException:
                 # Nothing reached the target: reopen the source. If this manifest
                 # write fails too, the next open sees the intent and undoes it.

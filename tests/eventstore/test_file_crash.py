@@ -11,19 +11,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
-from eventstore import CorruptLog, FileEventStore, SequenceConflict
+from eventstore import BranchExists, CorruptLog, FileEventStore
 from eventstore._codec import encode_line
 
-from ._file_helpers import ev, lines_of
+from ._file_helpers import FaultyOps, ev, lines_of
 
 
 async def _write(root: Path, count: int) -> list[bytes]:
-    async with FileEventStore(root) as store:
-        await store.append_batch([ev("s1", n, data={"text": "x" * n}) for n in range(1, count + 1)])
+    # One append each: every line is a complete unit on its own (a batch's
+    # lines are not, see the batch tests below).
+    async with FileEventStore(root, durability="write") as store:
+        for n in range(1, count + 1):
+            await store.append(ev("s1", n, data={"text": "x" * n}))
     return lines_of(root / "s1" / "main.jsonl")
 
 
@@ -120,10 +124,11 @@ _CHILD = textwrap.dedent(
     async def writer(store, session, rng):
         seq = await store.head(session)
         while True:
-            size = rng.randint(1, 3)
+            size = rng.randint(1, 8)
             batch = [
                 EventRecord.new(session, "main", seq + n, "message",
-                                {"seq": seq + n, "pad": "p" * rng.randint(0, 9000)})
+                                {"seq": seq + n, "last": seq + size,
+                                 "pad": "p" * rng.randint(0, 9000)})
                 for n in range(1, size + 1)
             ]
             await store.append_batch(batch)
@@ -162,7 +167,11 @@ async def _kill_after(root: Path, acks: int, seed: int) -> dict[str, int]:
     return acked
 
 
-async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
+async def test_sigkill_loses_nothing_acknowledged_and_keeps_batches_whole(
+    tmp_path: Path,
+) -> None:
+    # Batches of up to 8 records of up to 9 kB: a kill often lands inside one's
+    # write. After it each head is a batch's last record (``data["last"]``).
     rng = random.Random(os.environ.get("SIGKILL_SEED", 1234))
     acked: dict[str, int] = {}
     for kill in range(24):
@@ -174,33 +183,16 @@ async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
                 records = await store.read(session)
                 assert [r.sequence for r in records] == list(range(1, head + 1))
                 assert [r.data["seq"] for r in records] == list(range(1, head + 1))
+                assert all(r.data["last"] <= head for r in records), f"kill {kill}: torn batch"
+                assert not records or records[-1].data["last"] == head, f"kill {kill}"
                 acked[session] = head
             # The log takes appends again right away.
             head = await store.head("s0")
-            await store.append(ev("s0", head + 1, data={"seq": head + 1}))
+            await store.append(ev("s0", head + 1, data={"seq": head + 1, "last": head + 1}))
             acked["s0"] = head + 1
         for path in tmp_path.glob("*/main.jsonl"):
             for line in lines_of(path):
                 json.loads(line)
-
-
-async def test_a_batch_cut_short_by_a_kill_is_kept_as_written(tmp_path: Path) -> None:
-    batch = [ev("s1", n) for n in range(2, 6)]
-    async with FileEventStore(tmp_path) as store:
-        await store.append(ev("s1", 1))
-        await store.append_batch(batch)
-    path = tmp_path / "s1" / "main.jsonl"
-    lines = lines_of(path)
-    # A kill in the middle of the write kept two whole lines and part of a third:
-    # the whole lines are valid records, the torn one goes aside.
-    path.write_bytes(b"".join(lines[:3]) + lines[3][:10])
-    async with FileEventStore(tmp_path) as store:
-        assert await store.head("s1") == 3
-        assert await store.read("s1", from_sequence=2) == batch[:2]
-        with pytest.raises(SequenceConflict):
-            await store.append_batch(batch)
-        assert await store.append_batch(batch[2:]) == batch[2:]
-    assert lines_of(path) == lines
 
 
 async def test_first_events_a_crash_left_unnamed_stay_invisible(tmp_path: Path) -> None:
@@ -222,3 +214,81 @@ async def test_first_events_a_crash_left_unnamed_stay_invisible(tmp_path: Path) 
         await store.append(ev("s2", 1))
         assert await store.list_sessions() == ["s1", "s2"]
     assert (tmp_path / "s1" / "new.jsonl.torn").read_bytes() == orphan
+
+
+async def _orphan(root: Path, session: str, branch: str, count: int) -> bytes:
+    """Leave what a crash after a new root branch's first write leaves: a file only."""
+    data = b"".join(encode_line(ev(session, n, branch=branch)) for n in range(1, count + 1))
+    (root / session).mkdir(exist_ok=True)
+    (root / session / f"{branch}.jsonl").write_bytes(data)
+    return data
+
+
+async def test_a_fork_named_like_an_orphan_file_starts_from_its_fork_point(
+    tmp_path: Path,
+) -> None:
+    async with FileEventStore(tmp_path) as store:
+        trunk = await store.append_batch([ev("s1", n) for n in (1, 2)])
+    orphan = await _orphan(tmp_path, "s1", "b1", 3)
+    async with FileEventStore(tmp_path) as store:
+        assert await store.head("s1", "b1") == 0
+        info = await store.create_branch("s1", "b1", fork_sequence=1)
+        assert (info.fork_sequence, info.head) == (1, 1)
+        assert await store.read("s1", "b1") == trunk[:1]
+        own = await store.append(ev("s1", 2, branch="b1"))
+    async with FileEventStore(tmp_path) as store:
+        assert await store.read("s1", "b1") == [trunk[0], own]
+    assert (tmp_path / "s1" / "b1.jsonl.torn").read_bytes() == orphan
+
+
+async def test_an_unnamed_main_is_empty_whatever_its_file_holds(tmp_path: Path) -> None:
+    async with FileEventStore(tmp_path) as store:
+        await store.append(ev("s1", 1, branch="other"))
+    await _orphan(tmp_path, "s1", "main", 2)
+    await _orphan(tmp_path, "s2", "main", 2)
+    async with FileEventStore(tmp_path) as store:
+        for session in ("s1", "s2"):
+            info = await store.create_branch(session, "x")
+            assert (info.parent_branch, info.fork_sequence, info.head) == ("main", 0, 0)
+            assert await store.head(session) == 0
+            assert await store.read(session, "x") == []
+            first = await store.append(ev(session, 1))
+            assert await store.read(session) == [first]
+    async with FileEventStore(tmp_path) as store:
+        for session in ("s1", "s2"):
+            assert [r.sequence for r in await store.read(session)] == [1]
+            assert await store.head(session, "x") == 0
+
+
+class _Reached(FaultyOps):
+    """Tells when a ``pwrite`` begins (then waits at the gate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = threading.Event()
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        self.reached.set()
+        return super().pwrite(fd, data, offset)
+
+
+@pytest.mark.parametrize("branch", ["main", "new"])
+async def test_close_during_a_first_append_finishes_it(tmp_path: Path, branch: str) -> None:
+    ops = _Reached()
+    store = FileEventStore(tmp_path, ops=ops)
+    await store.open()
+    ops.gate = threading.Event()
+    first = asyncio.create_task(store.append(ev("s1", 1, branch=branch)))
+    assert await asyncio.to_thread(ops.reached.wait, 30)
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0)  # close() has queued its stop behind the write
+    ops.gate.set()
+    await closing
+    # Its events and the manifest entry naming them are one step: it is acknowledged.
+    stored = await first
+    async with FileEventStore(tmp_path) as store:
+        assert await store.read("s1", branch) == [stored]
+        assert [b.branch_id for b in await store.list_branches("s1")] == [branch]
+        with pytest.raises(BranchExists):
+            await store.create_branch("s1", branch)
+        assert await store.append(ev("s1", 2, branch=branch))

@@ -29,7 +29,7 @@ from eventstore import (
     StoreLocked,
     is_valid_identifier,
 )
-from eventstore._codec import encode_line
+from eventstore._codec import decode_record, encode_line
 
 from ._file_helpers import ev, lines_of
 
@@ -42,7 +42,11 @@ async def test_one_jsonl_line_per_record(tmp_path: Path) -> None:
         await store.create_branch("s1", "alt", fork_sequence=2)
         own = await store.append(ev("s1", 3, branch="alt"))
     main = tmp_path / "s1" / "main.jsonl"
-    assert main.read_bytes() == b"".join(encode_line(r) for r in records)
+    # A batch's lines but its last carry one extra field, its last sequence
+    # (crash atomicity); decoders ignore it, a single append carries nothing.
+    assert [decode_record(line) for line in lines_of(main)] == records
+    assert [json.loads(line).get("batch_end") for line in lines_of(main)] == [3, 3, None]
+    assert lines_of(main)[-1] == encode_line(records[-1])
     assert (tmp_path / "s1" / "alt.jsonl").read_bytes() == encode_line(own)
     for line in lines_of(main):
         plain = json.loads(line)

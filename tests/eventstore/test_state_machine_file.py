@@ -98,3 +98,21 @@ def test_file_store_machine_fsync(tmp_path: Path) -> None:
         machine,
         settings=settings(FILE_SETTINGS, max_examples=40),
     )
+
+
+def test_file_store_machine_in_flight(tmp_path: Path) -> None:
+    """Crashes while a batch (often a new branch's first) is still being written.
+
+    Whatever the crash leaves of it (nothing, all of it, an orphan file the
+    manifest does not name) must be all or nothing and trouble no later step.
+    """
+    counter = itertools.count()
+
+    def fresh() -> FileEventStore:
+        return FileEventStore(tmp_path / f"in-flight-{next(counter)}", durability="write")
+
+    def reopen(old: FileEventStore) -> FileEventStore:
+        return FileEventStore(old.root, durability=old.durability)
+
+    machine = store_state_machine(fresh, reopen=reopen, crash=crash, in_flight=True)
+    run_state_machine_as_test(machine, settings=settings(FILE_SETTINGS, max_examples=150))

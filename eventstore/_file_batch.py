@@ -1,0 +1,72 @@
+"""How a multi-record batch stays all or nothing across a kill.
+
+A batch is written with one ``pwrite``, but a process killed in the middle of
+it can leave its first lines complete on disk. So every line of a batch except
+its last carries one extra top-level field, ``"batch_end": <last sequence of
+the batch>``. A line holding it is an ordinary record for ``jq`` and for
+:func:`eventstore._codec.decode_record` (unknown fields are ignored); single
+appends and the last line of a batch carry nothing, so they cost nothing.
+
+When a branch is opened, a last complete line with a ``batch_end`` beyond its
+own sequence is the proof of a batch cut short: the tail scan cuts back to the
+batch's first line (:func:`eventstore._file_tail.open_tail`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from ._errors import InvalidEvent
+from ._records import EventRecord
+
+__all__ = ("BATCH_END", "batch_end", "encode_batch")
+
+#: The marker's key, as it appears in a stored line.
+BATCH_END = b'"batch_end":'
+
+_encoder = msgspec.json.Encoder()
+
+
+class _Marker(msgspec.Struct):
+    batch_end: int = 0
+
+
+_marker_decoder = msgspec.json.Decoder(_Marker)
+
+
+def encode_batch(events: Sequence[EventRecord], max_record_size: int) -> bytes:
+    """The JSONL bytes of ``events``, all lines but the last marked with ``batch_end``.
+
+    :raises InvalidEvent: if a record's line (without its marker) is larger
+        than ``max_record_size``.
+    """
+    buf = bytearray()
+    # Every line but the last loses its closing brace to the marker.
+    marker = b"," + BATCH_END + b"%d}\n" % events[-1].sequence
+    last = len(events) - 1
+    for n, event in enumerate(events):
+        start = len(buf)
+        _encoder.encode_into(event, buf, -1)
+        size = len(buf) - start + 1
+        if size > max_record_size:
+            raise InvalidEvent(
+                f"record {event.sequence} is {size} bytes, above max_record_size {max_record_size}"
+            )
+        if n == last:
+            buf += b"\n"
+        else:
+            del buf[-1]
+            buf += marker
+    return bytes(buf)
+
+
+def batch_end(line: bytes) -> int:
+    """The ``batch_end`` of a stored line, 0 if it has none or is not JSON."""
+    if BATCH_END not in line:
+        return 0
+    try:
+        return _marker_decoder.decode(line).batch_end
+    except msgspec.DecodeError:
+        return 0
