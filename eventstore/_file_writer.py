@@ -298,13 +298,17 @@ class Writer:
         self._handles[key] = created
         return created
 
-    def write_now(self, directory: str, name: str, data: bytes) -> None:
+    def write_now(
+        self, directory: str, name: str, data: bytes, *, sync_directory: bool = True
+    ) -> None:
         """Append ``data`` to ``directory/name`` right away, synced if the store syncs.
 
         For a :meth:`call` whose write must be one step with what follows it
         (a new branch's first events and the manifest naming it). A failure
         cuts the file back, as a failed round does.
 
+        :param sync_directory: sync the directory entry of a file this created;
+            ``False`` when the caller syncs that directory next anyway.
         :raises OSError: if the write or the sync fails.
         """
         found = self.handle(directory, name, create=True)
@@ -317,9 +321,9 @@ class Writer:
             if self._sync:
                 self.syncs += 1
                 self.ops.fsync(handle.fd)
-                if handle.new:
+                if handle.new and sync_directory:
                     self._sync_directory(directory)
-                    handle.new = False
+                handle.new = False
         except OSError:
             try:
                 self._truncate(handle)

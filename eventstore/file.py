@@ -428,7 +428,8 @@ class FileEventStore(EventStore):
     def _write_root(self, directory: str, name: str, data: bytes, manifest: Manifest) -> None:
         assert self._root_fd is not None
         prepare_root(self._io, self._root_fd, directory, name, sync=self._sync)
-        self._io.write_now(directory, name, data)
+        # The manifest's directory sync makes the new file's entry durable too.
+        self._io.write_now(directory, name, data, sync_directory=False)
         write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
 
     def _submit(
