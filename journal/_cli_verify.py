@@ -66,6 +66,14 @@ class _Branch:
     merged: Counter[str] = field(default_factory=Counter)
 
 
+class _BatchMark(msgspec.Struct):
+    # Lines of a multi-record batch, all but its last, carry the batch's last sequence.
+    batch_end: int = 0
+
+
+_decode_mark = msgspec.json.Decoder(_BatchMark).decode
+
+
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as stream:
         yield from enumerate(stream, start=1)
@@ -77,6 +85,7 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
     expected: int | None = None
     ids: dict[str, int] = {}
     pending: tuple[int, str] | None = None
+    tail: tuple[int, bytes, int] | None = None
     for number, line in _numbered_lines(path):
         if pending is not None:
             report.problem(path, *pending)
@@ -118,6 +127,17 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
         found.last = record.sequence
         found.count += 1
         expected = record.sequence + 1
+        tail = (number, line, record.sequence)
+    if pending is None and tail is not None and b'"batch_end":' in tail[1]:
+        number, line, sequence = tail
+        end = _decode_mark(line).batch_end
+        if end > sequence:
+            report.problem(
+                path,
+                number,
+                f"batch cut short (it ends at sequence {end}); a writer opening the store "
+                "moves its lines aside to a .torn file",
+            )
     if pending is not None:
         number, reason = pending
         report.problem(

@@ -83,6 +83,19 @@ def test_an_unparseable_last_line_is_a_torn_tail(root: Path) -> None:
     assert message.startswith("torn last line (unparseable record")
 
 
+async def test_a_batch_cut_short_by_a_kill_is_reported(tmp_path: Path) -> None:
+    async with FileEventStore(tmp_path, durability="write") as store:
+        await store.append_batch([EventRecord.new("b", "main", n, "k", n) for n in (1, 2, 3)])
+    log = tmp_path / "b" / "main.jsonl"
+    whole = log.read_bytes()
+    assert verify_root(tmp_path).problems == []
+    # A kill after the batch's first two lines: each is complete, the batch is not.
+    log.write_bytes(b"".join(whole.splitlines(keepends=True)[:2]))
+    [(name, line, message)] = messages(tmp_path)
+    assert (name, line) == ("main.jsonl", 2)
+    assert message.startswith("batch cut short (it ends at sequence 3)")
+
+
 def test_records_filed_under_the_wrong_branch_or_repeated(root: Path) -> None:
     log = root / "s" / "alt.jsonl"
     first = msgspec.json.decode(log.read_bytes().splitlines()[0])
@@ -118,9 +131,18 @@ def test_unknown_parent_and_merge_target(root: Path) -> None:
 def test_a_merge_whose_events_are_missing_from_the_target(root: Path) -> None:
     log = root / "s" / "main.jsonl"
     log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:5]))
-    assert messages(root) == [
-        ("branches.json", 1, "'done' is marked merged into 'main', which holds 1 of its 2 events")
+    found = messages(root)
+    assert (
+        "branches.json",
+        1,
+        "'done' is marked merged into 'main', which holds 1 of its 2 events",
+    ) in found
+    # The merge was written as one batch, so its cut is also a batch cut short.
+    assert [m for name, line, m in found if name == "main.jsonl"] == [
+        "batch cut short (it ends at sequence 6); a writer opening the store moves its "
+        "lines aside to a .torn file"
     ]
+    assert len(found) == 2
 
 
 def test_an_interrupted_merge(root: Path) -> None:
