@@ -129,7 +129,11 @@ class EventStore(ABC):
         :raises StoreClosed: after :meth:`close`.
         """
         check_event(event)
-        await self._ready()
+        # _ready() inlined: this is the hot path of every backend.
+        if self._closed:
+            raise StoreClosed()
+        if not self._opened:
+            await self.open()
         return await self._append(event)
 
     async def append_batch(self, events: Sequence[EventRecord]) -> list[EventRecord]:

@@ -19,19 +19,22 @@ _RANDOM_MAX = (1 << 80) - 1
 _lock = threading.Lock()
 _last_ms = -1
 _last_random = 0
+_last_prefix = ""
+
+
+# Two characters per 10 bits: a ULID is 13 table look-ups, not 26 shifts.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The 26 characters of a 128-bit value (130 bits with two leading zeros)."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_ulid() -> str:
     """Return a new ULID, greater than every ULID this process made before."""
-    global _last_ms, _last_random
+    global _last_ms, _last_random, _last_prefix
     with _lock:
         now = time.time_ns() // 1_000_000
         if now <= _last_ms:
@@ -44,8 +47,12 @@ def new_ulid() -> str:
         else:
             # The top bit is left clear so increments within a millisecond never overflow.
             rand = int.from_bytes(os.urandom(10), "big") >> 1
+        if now != _last_ms or not _last_prefix:
+            # The first 10 characters hold the 48-bit time; they change once per millisecond.
+            _last_prefix = _encode(now << 80)[:10]
         _last_ms, _last_random = now, rand
-    return _encode((now << 80) | rand)
+        prefix = _last_prefix
+    return prefix + "".join([_PAIRS[(rand >> shift) & 1023] for shift in _SHIFTS[5:]])
 
 
 def ulid_timestamp_ms(ulid: str) -> int:

@@ -50,7 +50,8 @@ def check_event(event: object) -> EventRecord:
         raise InvalidEvent("recorded_at must be a timezone-aware datetime")
     if not isinstance(event.metadata, dict):
         raise InvalidEvent(f"metadata must be a dict, got {type(event.metadata).__name__}")
-    _check_json(event.data, "data")
+    if event.data is not None:
+        _check_json(event.data, "data")
     if event.metadata:
         _check_json(event.metadata, "metadata")
     return event

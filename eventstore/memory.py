@@ -73,6 +73,16 @@ class MemoryEventStore(EventStore):
         # Registering only after an operation succeeded: failures leave no trace.
         self._sessions.setdefault(session_id, {}).setdefault(branch_id, branch)
 
+    async def _append(self, event: EventRecord) -> EventRecord:
+        branch = self._branch(event.session_id, event.branch_id)
+        if branch is not None and event.sequence == branch.head + 1:
+            # The common case, without building a one-event batch.
+            if branch.merged_into is not None:
+                raise BranchClosed(event.session_id, event.branch_id, branch.merged_into)
+            branch.events.append(event)
+            return event
+        return (await self._append_batch([event]))[0]
+
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
         branch = self._branch(first.session_id, first.branch_id)

@@ -166,6 +166,10 @@ class SharedMemoryStore(MemoryEventStore):
         self.positions.put_nowait(Position(session_id, "main", stored.sequence))
         return stored
 
+    async def _append(self, event: EventRecord) -> EventRecord:
+        # Every write goes through the race below, single appends included.
+        return (await self._append_batch([event]))[0]
+
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
         if self.steal_next and first.kind == "mine":
