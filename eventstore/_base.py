@@ -208,13 +208,27 @@ class EventStore(ABC):
         :raises InvalidIdentifier: for a bad id.
         :raises ValueError: for a negative bound or limit.
         """
+        window = await self._window(session_id, branch_id, from_sequence, to_sequence, limit)
+        if window is None:
+            return []
+        return await self._read(session_id, branch_id, *window)
+
+    async def _window(
+        self,
+        session_id: str,
+        branch_id: str,
+        from_sequence: object,
+        to_sequence: object,
+        limit: object,
+    ) -> tuple[int, int | None, int | None] | None:
+        """Validated ``(start, end, limit)`` of a read, or ``None`` if it is empty."""
         check_identifier(session_id, "session_id")
         check_identifier(branch_id, "branch_id")
         start, end, cap = check_range(from_sequence, to_sequence, limit)
         await self._ready()
         if cap == 0 or (end is not None and end < start):
-            return []
-        return await self._read(session_id, branch_id, start, end, cap)
+            return None
+        return start, end, cap
 
     async def iter_events(
         self,
@@ -226,13 +240,10 @@ class EventStore(ABC):
         to_sequence: int | None = None,
     ) -> AsyncIterator[EventRecord]:
         """Like :meth:`read`, streamed in pages without holding the history in memory."""
-        check_identifier(session_id, "session_id")
-        check_identifier(branch_id, "branch_id")
-        start, end, cap = check_range(from_sequence, to_sequence, limit)
-        await self._ready()
-        if cap == 0 or (end is not None and end < start):
+        window = await self._window(session_id, branch_id, from_sequence, to_sequence, limit)
+        if window is None:
             return
-        async for event in self._iter_events(session_id, branch_id, start, end, cap):
+        async for event in self._iter_events(session_id, branch_id, *window):
             yield event
 
     async def head(self, session_id: str, branch_id: str = MAIN) -> int:
