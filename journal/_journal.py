@@ -176,6 +176,10 @@ class EventJournal:
             self._hub.publish(stored)
         return stored
 
+    async def append_and_publish(self, event: EventRecord) -> EventRecord:
+        """The original design's name for :meth:`append`, kept for ported code."""
+        return await self.append(event)
+
     async def append_batch(self, events: Sequence[EventRecord]) -> list[EventRecord]:
         """Store contiguous events of one session and branch, all or nothing; then publish.
 

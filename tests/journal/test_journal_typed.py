@@ -104,3 +104,9 @@ async def test_open_returns_only_once_the_store_listens() -> None:
             store.feed.put_nowait(Position("s", "main", 1))
             event = await asyncio.wait_for(anext(aiter(live)), 5)
             assert event.data == {"from": "elsewhere"}
+
+
+async def test_append_and_publish_is_append() -> None:
+    async with EventJournal(MemoryEventStore()) as journal, journal.subscribe("s") as live:
+        stored = await journal.append_and_publish(EventRecord.new("s", "main", 1, "k"))
+        assert await anext(aiter(live)) == stored
