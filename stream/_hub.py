@@ -17,12 +17,13 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self, TypeVar
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from eventstore import MAIN, EventRecord, check_identifier
+
+from ._closable import SyncClosable
 
 __all__ = ("EventReceiver", "EventStreamHub", "HubStatistics", "ReceiverStatistics")
 
@@ -220,7 +221,7 @@ class _Buffer:
         )
 
 
-class EventReceiver:
+class EventReceiver(SyncClosable):
     """One subscriber's end of an :class:`EventStreamHub`: a bounded FIFO of live events.
 
     Iterate it (``async for event in receiver``) or call :meth:`receive`. When
@@ -308,21 +309,6 @@ class EventReceiver:
         """Leave the hub and drop the buffer; waiting receivers end. Idempotent."""
         self._buffer._close()
 
-    async def aclose(self) -> None:
-        """Async alias of :meth:`close`."""
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         # An abandoned receiver must not keep costing the writer; leaving the
         # hub is synchronous and cheap, so do it instead of warning.
@@ -337,7 +323,7 @@ class EventReceiver:
         return f"<EventReceiver {what} {state} buffered={len(buffer._queue)}/{buffer._max}>"
 
 
-class EventStreamHub:
+class EventStreamHub(SyncClosable):
     """Fans published events out to receivers, never blocking the publisher.
 
     Receivers of one session and branch are indexed by that pair, and filtered
@@ -507,21 +493,6 @@ class EventStreamHub:
         self._filtered = 0
         for receiver in receivers:
             receiver._end()
-
-    async def aclose(self) -> None:
-        """Async alias of :meth:`close`."""
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

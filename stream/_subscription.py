@@ -15,11 +15,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Self
 
 from eventstore import MAIN, EventRecord, EventStore, EventStoreError, check_identifier
 
+from ._closable import SyncClosable
 from ._hub import EventReceiver, EventStreamHub, Key, ReceiverStatistics, _frozen
 
 __all__ = ("AllSubscription", "BranchSubscription", "Subscription")
@@ -36,7 +36,7 @@ def _check_page_size(page_size: object) -> None:
         raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
 
 
-class Subscription(ABC):
+class Subscription(SyncClosable, ABC):
     """An async iterator of events that is also an async context manager.
 
     ``async with journal.subscribe(...) as sub: async for event in sub: ...``.
@@ -82,21 +82,6 @@ class Subscription(ABC):
         self._closed = True
         self._pending.clear()
         self._handle.close()
-
-    async def aclose(self) -> None:
-        """Async alias of :meth:`close`."""
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _stop(self) -> StopAsyncIteration:
         self.close()
