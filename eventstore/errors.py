@@ -13,19 +13,4 @@ from ._errors import SequenceConflict as SequenceConflict
 from ._errors import StorageError as StorageError
 from ._errors import StoreClosed as StoreClosed
 from ._errors import StoreLocked as StoreLocked
-
-__all__ = (
-    "BranchClosed",
-    "BranchExists",
-    "BranchNotFound",
-    "CorruptLog",
-    "EventStoreError",
-    "InvalidBranchOperation",
-    "InvalidEvent",
-    "InvalidIdentifier",
-    "ReadOnlyStore",
-    "SequenceConflict",
-    "StorageError",
-    "StoreClosed",
-    "StoreLocked",
-)
+from ._errors import __all__ as __all__
