@@ -13,32 +13,93 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-from ._errors import InvalidBranchOperation, SequenceConflict, StoreClosed
+import msgspec
+
+from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
 from ._records import BranchInfo, EventRecord, MergeResult, Position
 from ._validate import check_batch, check_event, check_range, check_sequence_arg
 
-__all__ = ("EventStore", "resolve_retry")
+__all__ = ("IDEMPOTENCY_WINDOW", "EventStore", "replay", "resolve_retry", "same_write")
 
 #: Records per page when a backend streams by paging through ``_read``.
 PAGE_SIZE = 1000
+
+#: Event ids a store recognises at least, per branch: those of the branch's last
+#: this many records. The memory and PostgreSQL stores recognise every id; the file
+#: store those in this window, read from the tail of each branch's file on the
+#: first write to a session after the store opens.
+IDEMPOTENCY_WINDOW = 10_000
+
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def same_write(stored: EventRecord, event: EventRecord) -> bool:
+    """Whether ``event`` asks for what ``stored`` holds: a retry of that write.
+
+    The branch, ``kind``, ``data`` and ``metadata`` count (as JSON: key order
+    aside, ``1``, ``1.0`` and ``true`` differ); the ``sequence`` and
+    ``recorded_at`` do not, since a retry at the new head builds them afresh.
+    """
+    return (
+        stored.branch_id == event.branch_id
+        and stored.kind == event.kind
+        and _encode_sorted(stored.data) == _encode_sorted(event.data)
+        and _encode_sorted(stored.metadata) == _encode_sorted(event.metadata)
+    )
+
+
+def replay(
+    batch: Sequence[EventRecord], found: Sequence[EventRecord | None]
+) -> list[EventRecord] | None:
+    """The one rule of idempotent writes, given what is stored under the batch's ids.
+
+    ``found[i]`` is the record the session holds with ``batch[i].event_id``, or
+    ``None``. If none is stored the batch is new: return ``None``. If every one is,
+    each with the same content, the batch was written before: return the stored
+    records, and write nothing.
+
+    :raises InvalidEvent: if only some of the ids are stored, or one is stored
+        with other content (another event reusing the id).
+    """
+    hits = [stored for stored in found if stored is not None]
+    if not hits:
+        return None
+    first = batch[0]
+    for stored, event in zip(found, batch, strict=True):
+        if stored is None:
+            raise InvalidEvent(
+                f"a batch retried in part: event_id {hits[0].event_id} is already stored in "
+                f"session {first.session_id!r} and event_id {event.event_id} is not"
+            )
+        if not same_write(stored, event):
+            raise InvalidEvent(
+                f"event_id {event.event_id} is already stored in session "
+                f"{first.session_id!r} ({stored.branch_id}#{stored.sequence}) with other content"
+            )
+    return hits
 
 
 def resolve_retry(
     stored: Sequence[EventRecord], batch: Sequence[EventRecord], head: int
 ) -> list[EventRecord]:
-    """Handle a batch that does not start at ``head + 1``.
+    """Handle a new batch that does not start at ``head + 1``.
 
     ``stored`` are the records already at the batch's sequences. If they carry the
-    batch's event ids this is a retry of an acknowledged write: return them.
+    batch's event ids this is a retry of an acknowledged write: return them (a
+    store that forgot the ids beyond its window still recognises a retry at the
+    same place).
 
     :raises SequenceConflict: otherwise.
+    :raises InvalidEvent: if they carry the ids with other content.
     """
     first = batch[0]
     if len(stored) == len(batch) and all(
         s.event_id == b.event_id for s, b in zip(stored, batch, strict=True)
     ):
-        return list(stored)
+        found = replay(batch, stored)
+        assert found is not None
+        return found
     raise SequenceConflict(first.session_id, first.branch_id, head + 1, first.sequence)
 
 
@@ -118,14 +179,23 @@ class EventStore(ABC):
     async def append(self, event: EventRecord) -> EventRecord:
         """Append one event at ``head + 1`` of its branch.
 
-        Re-appending a record whose ``event_id`` is already stored at that
-        sequence returns the stored record and writes nothing.
+        Safe to retry after any failure: if a record with the event's
+        ``event_id`` is already stored in the session (at any sequence) with the
+        same branch, ``kind``, ``data`` and ``metadata``, that stored record is
+        returned and nothing is written, whatever ``sequence`` and
+        ``recorded_at`` the retry carries. Every backend recognises the ids of
+        at least the last :data:`IDEMPOTENCY_WINDOW` records of each branch
+        (memory and PostgreSQL: all of them).
 
-        :raises SequenceConflict: if ``event.sequence != head + 1``.
+        :raises SequenceConflict: if ``event.sequence != head + 1`` (and the
+            event id is not stored).
         :raises BranchClosed: if the branch was merged.
         :raises InvalidIdentifier: for a bad session or branch id.
-        :raises InvalidEvent: for a bad kind, sequence or payload.
-        :raises StorageError: if the storage failed; nothing was written.
+        :raises InvalidEvent: for a bad kind, event id, sequence or payload, or
+            an ``event_id`` the session already holds with other content.
+        :raises StorageError: if the storage failed. The write may or may not
+            have happened (a reply lost after the commit looks the same): retry
+            with the same ``event_id`` to find out, which is always safe.
         :raises StoreClosed: after :meth:`close`.
         """
         check_event(event)
@@ -139,8 +209,12 @@ class EventStore(ABC):
     async def append_batch(self, events: Sequence[EventRecord]) -> list[EventRecord]:
         """Append contiguous events of one session and branch, all or nothing.
 
+        Retries as :meth:`append` does, batch by batch: if every event id of the
+        batch is stored with the same content, the stored records are returned.
+
         :raises SequenceConflict: if the first sequence is not ``head + 1``.
-        :raises InvalidEvent: for an empty, mixed or non-contiguous batch.
+        :raises InvalidEvent: for an empty, mixed or non-contiguous batch, one
+            whose ids are stored only in part, or one with other content.
         :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
         """
         batch = check_batch(events)
@@ -298,7 +372,11 @@ class EventStore(ABC):
 
     @abstractmethod
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
-        """Store a validated batch atomically, or raise; see :func:`resolve_retry`."""
+        """Store a validated batch atomically, or raise.
+
+        First :func:`replay` against the records stored under the batch's event
+        ids; then the sequence check, with :func:`resolve_retry` when it fails.
+        """
 
     @abstractmethod
     async def _read(

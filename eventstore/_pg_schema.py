@@ -100,6 +100,7 @@ class Statements:
         "branch_for_share",
         "branches",
         "branches_for_update",
+        "by_event_ids",
         "create_branch",
         "ensure_main",
         "head",
@@ -121,7 +122,7 @@ class Statements:
         , e AS (
             INSERT INTO {s}.events
                 (session_id, branch_id, sequence, event_id, kind, data, metadata, recorded_at)
-            SELECT $1, $2, $3::bigint + u.n - 1, u.event_id, u.kind, u.data::json,
+            SELECT $1, $2, $3::bigint - 1 + u.n, u.event_id, u.kind, u.data::json,
                    u.metadata::json, u.recorded_at
             FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
                            $8::timestamptz[])
@@ -129,7 +130,8 @@ class Statements:
         )
         SELECT b.head, pg_notify('{channel}', $9::text) FROM b
         """
-        new_head = "$3::bigint + cardinality($4::text[]) - 1"
+        # "- 1" first: $3 + n would overflow for a batch ending at the largest bigint.
+        new_head = "$3::bigint - 1 + cardinality($4::text[])"
         self.append_next = f"""
         WITH b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()
@@ -173,6 +175,11 @@ class Statements:
             f"SELECT session_id, branch_id, head FROM {s}.branches WHERE updated_at >= $1"
         )
         event_cols = "branch_id, sequence, event_id, kind, data, metadata, recorded_at"
+        # Served by the UNIQUE (session_id, event_id) index.
+        self.by_event_ids = (
+            f"SELECT {event_cols} FROM {s}.events"
+            " WHERE session_id = $1 AND event_id = ANY($2::text[])"
+        )
         self.own_events = (
             f"SELECT {event_cols} FROM {s}.events"
             " WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -12,10 +14,37 @@ from ._errors import InvalidEvent
 from ._ids import check_identifier
 from ._records import EventRecord
 
-__all__ = ("check_batch", "check_event", "check_range", "check_sequence_arg")
+__all__ = (
+    "MAX_DEPTH",
+    "MAX_SEQUENCE",
+    "check_batch",
+    "check_event",
+    "check_range",
+    "check_sequence_arg",
+)
+
+#: The largest sequence, bound or limit: PostgreSQL's ``bigint``, the same on every backend.
+MAX_SEQUENCE = 2**63 - 1
+#: Arrays and objects ``data`` (or ``metadata``) may nest. A fixed bound, so a payload
+#: accepted here never meets the interpreter's recursion limit when it is encoded or
+#: decoded later, however deep the caller's stack; a stored line stays within jq's 256.
+MAX_DEPTH = 255
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# As signed bytes: an opening bracket counts +1, a closing one -1.
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def _depth(encoded: bytes) -> int:
+    """How deep the arrays and objects of a JSON document nest, at C speed."""
+    # Without its escapes (a backslash always starts one, left to right), every
+    # quote delimits a string; the even pieces are what lies outside strings.
+    bare = encoded.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(bare.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKET).translate(_STEP)
+    return max(accumulate(array("b", brackets)), default=0)
 
 
 def _check_json(value: Any, what: str) -> None:
@@ -23,29 +52,57 @@ def _check_json(value: Any, what: str) -> None:
     # storable only if it survives the trip unchanged, which rejects all of those
     # with two C-speed calls instead of a Python walk.
     try:
-        same = _decode(_encode(value)) == value
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        encoded = _encode(value)
+        same = _decode(encoded) == value
+    except RecursionError:
+        raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects") from None
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidEvent(f"{what} is not JSON-encodable: {exc}") from exc
     if not same:
         raise InvalidEvent(f"{what} does not round-trip through JSON: {value!r:.200}")
+    # Each level needs an opening bracket: few brackets, shallow document.
+    if encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH and _depth(encoded) > MAX_DEPTH:
+        raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects")
+
+
+def _check_text(value: str, what: str) -> None:
+    # PostgreSQL's text type refuses NUL, and no encoder takes a lone surrogate:
+    # refused here, every backend refuses them alike.
+    if "\x00" in value:
+        raise InvalidEvent(f"{what} must not contain NUL characters: {value!r:.200}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(
+                f"{what} is not valid Unicode ({exc.reason} at {exc.start}): {value!r:.200}"
+            ) from None
 
 
 def check_event(event: object) -> EventRecord:
     """Return ``event`` if it can be stored as it is.
 
     :raises InvalidIdentifier: for a bad ``session_id`` or ``branch_id``.
-    :raises InvalidEvent: for anything else wrong with it.
+    :raises InvalidEvent: for anything else wrong with it: a sequence outside
+        ``1..MAX_SEQUENCE``, an empty ``kind``, an ``event_id`` not of 1-128
+        characters, NUL or a lone surrogate in either, a naive ``recorded_at``, or
+        ``data``/``metadata`` that is not plain JSON or nests deeper than
+        :data:`MAX_DEPTH`.
     """
     if not isinstance(event, EventRecord):
         raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
     check_identifier(event.session_id, "session_id")
     check_identifier(event.branch_id, "branch_id")
-    if type(event.sequence) is not int or event.sequence < 1:
-        raise InvalidEvent(f"sequence must be an int >= 1, got {event.sequence!r}")
+    if type(event.sequence) is not int or not 1 <= event.sequence <= MAX_SEQUENCE:
+        raise InvalidEvent(f"sequence must be an int in 1..2**63-1, got {event.sequence!r}")
     if type(event.kind) is not str or not event.kind:
         raise InvalidEvent(f"kind must be a non-empty string, got {event.kind!r}")
+    if not event.kind.isascii() or "\x00" in event.kind:
+        _check_text(event.kind, "kind")
     if type(event.event_id) is not str or not event.event_id or len(event.event_id) > 128:
         raise InvalidEvent(f"event_id must be a string of 1-128 characters, got {event.event_id!r}")
+    if not event.event_id.isascii() or "\x00" in event.event_id:
+        _check_text(event.event_id, "event_id")
     if not isinstance(event.recorded_at, datetime) or event.recorded_at.tzinfo is None:
         raise InvalidEvent("recorded_at must be a timezone-aware datetime")
     if not isinstance(event.metadata, dict):
@@ -83,9 +140,12 @@ def check_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
 
 
 def check_sequence_arg(value: object, name: str, minimum: int = 0) -> int:
-    """Return an int argument, or raise :class:`InvalidEvent`-free ``ValueError``."""
-    if type(value) is not int or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    """Return an int argument in ``minimum..MAX_SEQUENCE``.
+
+    :raises ValueError: (not :class:`InvalidEvent`) otherwise.
+    """
+    if type(value) is not int or not minimum <= value <= MAX_SEQUENCE:
+        raise ValueError(f"{name} must be an int in {minimum}..2**63-1, got {value!r}")
     return value
 
 
@@ -94,7 +154,7 @@ def check_range(
 ) -> tuple[int, int | None, int | None]:
     """Validate read arguments.
 
-    :raises ValueError: for a non-int or negative bound or limit.
+    :raises ValueError: for a non-int bound or limit, or one outside ``0..MAX_SEQUENCE``.
     """
     start = check_sequence_arg(from_sequence, "from_sequence", 0)
     end = None if to_sequence is None else check_sequence_arg(to_sequence, "to_sequence", 0)

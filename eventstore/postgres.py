@@ -27,7 +27,9 @@ row, for sequence 1) and inserts the events from that same row, so a stale or
 gapped append changes nothing; the primary key backs it up. A single append or
 a batch is one round trip. A lost connection mid-append raises
 :class:`~eventstore.StorageError`; whether the commit landed is then unknown,
-and re-appending the same records is safe (they are recognised by ``event_id``).
+and re-appending the same records is safe: the ``UNIQUE (session_id,
+event_id)`` key recognises every id the session holds, so a retry returns the
+stored records (looked up only once an insert was refused).
 
 Live events cross processes with ``LISTEN/NOTIFY``: each append's transaction
 notifies ``<schema>.events`` with the written position range (never the
@@ -54,14 +56,13 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ._base import EventStore, resolve_retry
+from ._base import EventStore, replay, resolve_retry
 from ._errors import (
     BranchClosed,
     BranchExists,
     BranchNotFound,
     EventStoreError,
     InvalidBranchOperation,
-    InvalidEvent,
     StorageError,
     StoreClosed,
 )
@@ -72,13 +73,14 @@ from ._pg_pool import ConnectionPool
 from ._pg_schema import Statements, check_schema_name, migrate
 from ._records import BranchInfo, EventRecord, MergeResult, utc_now
 from ._ulid import new_ulid
+from ._validate import MAX_SEQUENCE
 
 __all__ = ("PostgresEventStore",)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 #: Stands in for "no upper bound" in range queries.
-_NO_END = 2**62
+_NO_END = MAX_SEQUENCE
 #: Attempts before an append that keeps losing races to branch creation gives up.
 _APPEND_ATTEMPTS = 8
 
@@ -207,7 +209,11 @@ class PostgresEventStore(EventStore):
         raise StorageError(f"append to {first.session_id}/{first.branch_id} kept losing races")
 
     async def _insert(self, conn: Any, events: Sequence[EventRecord]) -> bool:
-        """Run the atomic head-check-and-insert; False if the head was not ``first - 1``."""
+        """Run the atomic head-check-and-insert; False if it was refused.
+
+        Refused: the head was not ``first - 1``, or an event id is already stored
+        in the session; :meth:`_settle` tells which.
+        """
         first = events[0]
         last = first.sequence + len(events) - 1
         sql = self._sql.append_new if first.sequence == 1 else self._sql.append_next
@@ -226,13 +232,9 @@ class PostgresEventStore(EventStore):
                     self._instance_id, first.session_id, first.branch_id, first.sequence, last
                 ),
             )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "events_event_id_key":
-                raise InvalidEvent(
-                    f"an event of this batch reuses an event_id already stored in session "
-                    f"{first.session_id!r} at another position: {exc.detail}"
-                ) from exc
-            # The primary key caught what the head check should have: same outcome.
+        except asyncpg.UniqueViolationError:
+            # The primary key caught what the head check should have, or the
+            # (session_id, event_id) key a stored id: _settle sorts them out.
             return False
         return row is not None
 
@@ -243,6 +245,14 @@ class PostgresEventStore(EventStore):
         (a concurrent creation), so the insert is worth another try.
         """
         first = events[0]
+        rows = await conn.fetch(
+            self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
+        )
+        if rows:
+            by_id = {row[2]: _record(first.session_id, row) for row in rows}
+            stored = replay(events, [by_id.get(e.event_id) for e in events])
+            if stored is not None:
+                return stored
         row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
         head = 0 if row is None else row[3]
         if first.sequence != head + 1:

@@ -107,7 +107,7 @@ def _failures(exc: BaseException) -> list[BaseException]:
         (WrongHead, "head"),
         (ForgetsInheritedEvents, "store returned"),
         (MergeDropsLast, "merged_events|SequenceConflict|store returned|head of"),
-        (RetryReturnsTheCopy, "changed"),
+        (RetryReturnsTheCopy, "retry"),
         (AcceptsStaleAppends, "was accepted"),
         (UnsortedSessions, "s1"),
     ],
