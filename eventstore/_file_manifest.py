@@ -8,25 +8,48 @@ A merge appends to the target and then closes the source; to make the pair
 atomic across a crash the manifest first records the merge as ``pending_merge``
 (with the target's size before it). On the next open a finished merge is
 confirmed, an unfinished one undone (see ``FileEventStore``).
+
+Everything in it is input, checked like an argument before any of it names a
+file (:func:`manifest_problems`): ids, parents (no cycle), fork points, merge
+targets. Each branch also records ``known_head``, a head it durably reached
+when the manifest was written, so a branch file deleted or cut short later is
+reported as lost history rather than read as a branch that starts over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
 from ._errors import CorruptLog
 from ._file_writer import FileOps
+from ._ids import is_valid_identifier
 
-__all__ = ("BranchMeta", "Manifest", "PendingMerge", "read_manifest", "write_manifest")
+__all__ = (
+    "MANIFEST",
+    "BranchMeta",
+    "Manifest",
+    "PendingMerge",
+    "decode_manifest",
+    "manifest_problems",
+    "open_session_dir",
+    "read_manifest",
+    "write_manifest",
+)
 
 MANIFEST = "branches.json"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+#: Positions, sizes and counts: a negative one is damage, refused when decoded.
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class BranchMeta(msgspec.Struct, kw_only=True):
@@ -34,9 +57,12 @@ class BranchMeta(msgspec.Struct, kw_only=True):
 
     branch_id: str
     parent_branch: str | None = None
-    fork_sequence: int = 0
+    fork_sequence: Count = 0
     created_at: datetime
     merged_into: str | None = None
+    #: A head the branch had reached, durably, when the manifest was written: its
+    #: file must hold at least this much, or history was lost (0: nothing known).
+    known_head: Count = 0
 
 
 class PendingMerge(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,9 +70,9 @@ class PendingMerge(msgspec.Struct, frozen=True, kw_only=True):
 
     source: str
     target: str
-    target_head: int
-    target_size: int
-    count: int
+    target_head: Count
+    target_size: Count
+    count: Count
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -62,20 +88,50 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Manifest)
 
 
+def open_session_dir(ops: FileOps, directory: str) -> int | None:
+    """A descriptor of the session's directory, ``None`` if there is none.
+
+    :raises CorruptLog: if the name is a symbolic link or not a directory: the
+        store never follows a link out of its root.
+    """
+    try:
+        return ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        kind = "not a directory"
+        with contextlib.suppress(OSError):
+            if stat.S_ISLNK(os.lstat(directory).st_mode):
+                kind = f"a symbolic link to {os.readlink(directory)!r}"
+        raise CorruptLog(
+            directory, 0, f"the session directory is {kind}; the store follows no links"
+        ) from exc
+
+
 def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | None:
     """The session's manifest, or ``None`` if the session has none.
 
-    :raises CorruptLog: if the file exists but is not a manifest of this session.
+    Everything in it is input: ids, parents, fork points and the pending merge
+    are checked here (:func:`manifest_problems`) before any of them names a file.
+
+    :raises CorruptLog: if the file exists but is not a valid manifest of this
+        session, or the session directory or the manifest is a symbolic link.
     """
     path = f"{directory}/{MANIFEST}"
-    try:
-        dir_fd = ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
-    except FileNotFoundError:
+    dir_fd = open_session_dir(ops, directory)
+    if dir_fd is None:
         return None
     try:
         fd = ops.open(MANIFEST, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        reason = "the manifest is a symbolic link; the store follows no links"
+        raise CorruptLog(path, 0, reason) from exc
     finally:
         ops.close(dir_fd)
     try:
@@ -86,23 +142,78 @@ def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | N
             offset += len(chunk)
     finally:
         ops.close(fd)
-    data = b"".join(chunks)
-    try:
-        manifest = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise CorruptLog(path, 1, f"unreadable branch manifest: {exc}") from exc
+    manifest = decode_manifest(b"".join(chunks), path)
     if manifest.session_id != session_id:
         raise CorruptLog(path, 1, f"manifest of session {manifest.session_id!r}")
-    names = [meta.branch_id for meta in manifest.branches]
-    if len(set(names)) != len(names):
-        raise CorruptLog(path, 1, "a branch is listed twice")
-    for meta in manifest.branches:
-        if meta.parent_branch is not None and meta.parent_branch not in names:
-            raise CorruptLog(path, 1, f"branch {meta.branch_id!r} has an unknown parent")
-    pending = manifest.pending_merge
-    if pending is not None and not {pending.source, pending.target} <= set(names):
-        raise CorruptLog(path, 1, "the pending merge names an unknown branch")
+    problems = manifest_problems(manifest)
+    if problems:
+        raise CorruptLog(path, 1, problems[0])
     return manifest
+
+
+def decode_manifest(data: bytes, path: str) -> Manifest:
+    """Parse a manifest's bytes (types and ranges only; see :func:`manifest_problems`).
+
+    :raises CorruptLog: if they are not a manifest; the reason names the field.
+    """
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptLog(path, 1, f"unreadable branch manifest: {exc}") from exc
+
+
+def manifest_problems(manifest: Manifest) -> list[str]:
+    """Everything wrong with a decoded manifest's branch graph, first found first.
+
+    Ids must be valid identifiers (they name files), listed once; parents and
+    merge targets must be listed; a root forks at 0; following parents must end
+    at a root (a cycle would make every read walk it forever).
+    """
+    problems: list[str] = []
+    graph: dict[str, BranchMeta] = {}
+    for meta in manifest.branches:
+        if not is_valid_identifier(meta.branch_id):
+            problems.append(f"branch id {meta.branch_id!r} is not a valid identifier")
+        elif meta.branch_id in graph:
+            problems.append(f"branch {meta.branch_id!r} is listed twice")
+        else:
+            graph[meta.branch_id] = meta
+    for name, meta in graph.items():
+        parent = meta.parent_branch
+        if parent is None:
+            if meta.fork_sequence:
+                problems.append(f"{name!r} has no parent but fork point {meta.fork_sequence}")
+        elif parent not in graph:
+            problems.append(f"{name!r} forks from unknown branch {parent!r}")
+        target = meta.merged_into
+        if target is not None and (target not in graph or target == name):
+            problems.append(f"{name!r} was merged into unknown branch {target!r}")
+    problems.extend(_cycles(graph))
+    pending = manifest.pending_merge
+    if pending is not None:
+        if not {pending.source, pending.target} <= graph.keys():
+            problems.append("the pending merge names an unknown branch")
+        elif pending.source == pending.target:
+            problems.append(f"the pending merge merges {pending.source!r} into itself")
+    return problems
+
+
+def _cycles(graph: dict[str, BranchMeta]) -> list[str]:
+    """One problem per parent cycle (each branch is walked once: O(branches))."""
+    problems = []
+    settled: set[str] = set()
+    for name in graph:
+        path: list[str] = []
+        current: str | None = name
+        while current is not None and current in graph and current not in settled:
+            if current in path:
+                loop = [*path[path.index(current) :], current]
+                problems.append(f"parent cycle {' -> '.join(map(repr, loop))}")
+                break
+            path.append(current)
+            current = graph[current].parent_branch
+        settled.update(path)
+    return problems
 
 
 def write_manifest(

@@ -27,6 +27,7 @@ class Branch:
         "file",
         "generation",
         "head",
+        "ids",
         "index",
         "inflight",
         "loaded",
@@ -51,6 +52,8 @@ class Branch:
         self.waiters: list[asyncio.Future[None]] = []
         self.index = SparseIndex()
         self.noted = 0
+        #: Recent own event ids -> sequences (:mod:`eventstore._file_ids`); None: not read yet.
+        self.ids: dict[str, int] | None = None
 
     @property
     def parent_branch(self) -> str | None:
@@ -64,6 +67,8 @@ class Branch:
         """Take ``head`` and ``size`` as read from the file."""
         if size < self.size:
             self.index.forget_after(size)
+        # Records may have been cut: read the window again when it is needed.
+        self.ids = None
         self.head = self.pending_head = head
         self.size = self.pending_size = size
 
@@ -134,6 +139,10 @@ class Session:
         self.pending_merge = manifest.pending_merge
 
     def manifest(self) -> Manifest:
+        """The manifest to write now, each loaded branch's durable head noted in it."""
+        for branch in self.branches.values():
+            if branch.loaded:
+                branch.meta.known_head = branch.head
         return Manifest(
             session_id=self.session_id,
             branches=[branch.meta for branch in self.branches.values()],

@@ -8,6 +8,12 @@ A batch cut short by a kill (its last complete line carries a ``batch_end``
 beyond its own sequence, see :mod:`eventstore._file_batch`) goes the same way,
 back to its first line. Anything wrong on the line before is real corruption:
 :class:`CorruptLog`.
+
+The head is the sequence of the last good line, so that line is checked
+against the one before it (one ``pread`` more), and the lines a batch
+recovery would cut must be consecutive records of the branch: damage that
+merely looks like a torn write is reported, never cut, and nothing is cut
+until every check has passed.
 """
 
 from __future__ import annotations
@@ -19,11 +25,20 @@ import msgspec
 from ._codec import decode_record
 from ._errors import CorruptLog
 from ._file_batch import batch_end
-from ._file_index import count_lines, last_line
+from ._file_index import Owner, count_lines, last_line
+from ._file_leftover import BRANCH_SUFFIX, branch_handle, check_leftover, leftover_problem
 from ._file_writer import FileOps, Writer
+from ._ids import is_valid_identifier
 from ._records import EventRecord
 
-__all__ = ("TORN_SUFFIX", "cut_back", "open_tail", "prepare_root", "set_aside")
+__all__ = (
+    "TORN_SUFFIX",
+    "cut_back",
+    "open_tail",
+    "prepare_root",
+    "set_aside",
+    "set_aside_leftovers",
+)
 
 TORN_SUFFIX = ".torn"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -50,21 +65,26 @@ def open_tail(
     *,
     repair: bool,
     sync: bool,
+    known_head: int = 0,
 ) -> tuple[int, int] | None:
     """``(head, good size)`` of a branch file, or ``None`` if ``known_size`` is still right.
 
     :param known_size: the good size already known (``-1``: none).
     :param repair: cut a torn last line off (writer) or just stop before it (reader).
-    :raises CorruptLog: if the last complete line is not this branch's record.
+    :param known_head: a head the manifest records the branch reached.
+    :raises CorruptLog: if the last complete line is not this branch's record,
+        or the file ends before ``known_head``.
     """
     handle = writer.handle(directory, name)
     if handle is None:
+        _check_known(f"{directory}/{name}", fork_sequence, known_head)
         return fork_sequence, 0
     ops = writer.ops
     size = handle.size if repair else ops.fstat(handle.fd).st_size
     if size == known_size:
         return None
     path = f"{directory}/{name}"
+    owner = Owner(session_id, branch_id, fork_sequence + 1)
     end = size
     found: tuple[EventRecord, bytes] | None = None
     if end > 0:
@@ -79,26 +99,85 @@ def open_tail(
     if found is not None:
         stop = batch_end(found[1])
         if stop > found[0].sequence:
-            end = _batch_start(ops, handle.fd, end - len(found[1]), stop)
+            start = end - len(found[1])
+            end, first = _batch_start(ops, handle.fd, path, owner, start, found[0], stop)
             found = _complete_line(ops, handle.fd, path, end)
+            follows = owner.sequence if found is None else found[0].sequence + 1
+            if first != follows:
+                raise CorruptLog(
+                    path,
+                    count_lines(ops, handle.fd, end) + 1,
+                    f"a batch cut short starts at #{first}, expected #{follows}",
+                )
+    # Checked before anything is cut: a damaged file is reported, never repaired.
+    if found is not None:
+        _check_last(ops, handle.fd, path, owner, found[0], end - len(found[1]))
+    _check_known(path, fork_sequence if found is None else found[0].sequence, known_head)
     if repair and end < size:
         cut_back(writer, directory, name, end, sync=sync)
-    if found is None:
-        return fork_sequence, 0
-    record, line = found
-    if (
-        record.session_id != session_id
-        or record.branch_id != branch_id
-        or record.sequence <= fork_sequence
-    ):
-        line_number = count_lines(ops, handle.fd, end - len(line)) + 1
+    return (fork_sequence, 0) if found is None else (found[0].sequence, end)
+
+
+def _check_known(path: str, head: int, known_head: int) -> None:
+    """A file that ends before a head the manifest recorded lost acknowledged events.
+
+    :raises CorruptLog: then.
+    """
+    if head < known_head:
         raise CorruptLog(
             path,
-            line_number,
-            f"last record is {record.session_id}/{record.branch_id}#{record.sequence}, "
-            f"not an own event of {session_id}/{branch_id} after {fork_sequence}",
+            0,
+            f"holds sequences up to {head}, but branches.json records that the branch "
+            f"reached {known_head}: acknowledged events are missing",
         )
-    return record.sequence, end
+
+
+def _check_last(
+    ops: FileOps, fd: int, path: str, owner: Owner, record: EventRecord, start: int
+) -> None:
+    """Check that the last good line, at ``start``, gives the branch's true head.
+
+    It must be an own record of ``owner``, one after the line before it (or
+    ``owner.sequence`` on the first line). Reading one more line costs one
+    ``pread`` on open; a damaged line further back fails the reads over it.
+
+    :raises CorruptLog: naming the line that breaks this.
+    """
+    session_id, branch_id, first = owner
+    expected = first
+    if start > 0:
+        before, line = last_line(ops, fd, start)
+        previous = _record(line)
+        if (
+            previous is None
+            or (previous.session_id, previous.branch_id) != (session_id, branch_id)
+            or previous.sequence < first
+        ):
+            found = "no record" if previous is None else _name(previous)
+            raise CorruptLog(
+                path,
+                count_lines(ops, fd, before) + 1,
+                f"expected an own record of {session_id}/{branch_id} from #{first}, found {found}",
+            )
+        expected = previous.sequence + 1
+    if not _holds(record, session_id, branch_id, expected):
+        raise CorruptLog(
+            path,
+            count_lines(ops, fd, start) + 1,
+            f"last record is {_name(record)}, expected {session_id}/{branch_id}#{expected}",
+        )
+
+
+def _holds(record: EventRecord | None, session_id: str, branch_id: str, sequence: int) -> bool:
+    return record is not None and (record.session_id, record.branch_id, record.sequence) == (
+        session_id,
+        branch_id,
+        sequence,
+    )
+
+
+def _name(record: EventRecord) -> str:
+    return f"{record.session_id}/{record.branch_id}#{record.sequence}"
 
 
 def _complete_line(ops: FileOps, fd: int, path: str, end: int) -> tuple[EventRecord, bytes] | None:
@@ -116,23 +195,52 @@ def _complete_line(ops: FileOps, fd: int, path: str, end: int) -> tuple[EventRec
     return record, line
 
 
-def _batch_start(ops: FileOps, fd: int, start: int, end_sequence: int) -> int:
-    """Where the batch ending at ``end_sequence`` begins, walking back from ``start``.
+def _batch_start(
+    ops: FileOps, fd: int, path: str, owner: Owner, start: int, last: EventRecord, stop: int
+) -> tuple[int, int]:
+    """Where the batch ending at ``stop`` begins, and its first sequence.
 
-    Only on recovery: the batch's lines all carry the same ``batch_end``.
+    Walks back from its last complete line, ``last`` at ``start``; only on
+    recovery. The batch's lines all carry the same ``batch_end``, and what a
+    kill leaves of them are consecutive records of the branch: anything else
+    is damage, which is reported rather than cut.
+
+    :raises CorruptLog: for a line of the batch that is not the record due there.
     """
-    while start > 0:
+    session_id, branch_id, _ = owner
+    record: EventRecord | None = last
+    sequence = last.sequence
+    while True:
+        if not _holds(record, session_id, branch_id, sequence):
+            found = "no record" if record is None else _name(record)
+            raise CorruptLog(
+                path,
+                count_lines(ops, fd, start) + 1,
+                f"a batch cut short holds {found} where {session_id}/{branch_id}#{sequence} "
+                "belongs",
+            )
+        if start == 0:
+            return start, sequence
         before, line = last_line(ops, fd, start)
-        if batch_end(line) != end_sequence:
-            break
-        start = before
-    return start
+        if batch_end(line) != stop:
+            return start, sequence
+        record = _record(line)
+        start, sequence = before, sequence - 1
 
 
 def cut_back(writer: Writer, directory: str, name: str, size: int, *, sync: bool) -> None:
-    """Move the bytes of ``directory/name`` past ``size`` to its ``.torn`` file."""
+    """Move the bytes of ``directory/name`` past ``size`` to its ``.torn`` file.
+
+    A missing file is already cut back to 0: a merge into a branch without a
+    file may die before its write creates one.
+
+    :raises CorruptLog: if the file is missing although ``size`` bytes were good.
+    """
     handle = writer.handle(directory, name)
-    assert handle is not None
+    if handle is None:
+        if size:
+            raise CorruptLog(f"{directory}/{name}", 0, f"missing, but it held {size} bytes")
+        return
     ops = writer.ops
     end = ops.fstat(handle.fd).st_size
     if end <= size:
@@ -190,7 +298,42 @@ def set_aside(writer: Writer, directory: str, name: str, *, sync: bool) -> None:
     first write and before the manifest named it, so none of it was
     acknowledged. Called before the manifest names the branch, so the orphan
     can never become part of it.
+
+    :raises CorruptLog: if the file holds more than such a first write: its
+        events were acknowledged, and the manifest that named them was lost.
     """
-    handle = writer.handle(directory, name)
-    if handle is not None and writer.ops.fstat(handle.fd).st_size > 0:
+    handle = branch_handle(writer, directory, name)
+    if handle is None:
+        return
+    size = writer.ops.fstat(handle.fd).st_size
+    if size > 0:
+        session_id = directory.rpartition("/")[2]
+        branch_id = name.removesuffix(BRANCH_SUFFIX)
+        path = f"{directory}/{name}"
+        check_leftover(writer.ops, handle.fd, path, session_id, branch_id, size)
         cut_back(writer, directory, name, 0, sync=sync)
+
+
+def set_aside_leftovers(writer: Writer, directory: str, named: set[str], *, sync: bool) -> None:
+    """Move each crash's leftover among the files ``named`` leaves out to its ``.torn`` file.
+
+    A writer calls this when it loads a session, so a first write cut off before
+    its manifest entry goes aside then rather than when its branch is next
+    created. An unnamed file holding more than that is left alone: ``verify``
+    reports it, and :func:`set_aside` refuses to start a branch over it.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    session_id = directory.rpartition("/")[2]
+    for name in names:
+        branch_id = name.removesuffix(BRANCH_SUFFIX)
+        if branch_id == name or branch_id in named or not is_valid_identifier(branch_id):
+            continue
+        handle = branch_handle(writer, directory, name)
+        if handle is None:
+            continue
+        size = writer.ops.fstat(handle.fd).st_size
+        if size and leftover_problem(writer.ops, handle.fd, session_id, branch_id, size) is None:
+            cut_back(writer, directory, name, 0, sync=sync)

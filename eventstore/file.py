@@ -28,12 +28,20 @@ happen in one step on the event loop (no await in between), so concurrent
 appends to one branch share a round too. Each write names the byte offset it
 expects; when a write fails the file is cut back, later writes built on it fail
 with it, and the branch's pending head returns to its durable head.
+
+Retries: each branch keeps the ids of its last ``IDEMPOTENCY_WINDOW`` (10,000)
+records in memory (:mod:`eventstore._file_ids`), so an append checks its ids
+with a dict lookup per branch of the session. The first write to a session
+after the store opens, or after the session left the cache, reads those ids
+from the tail of each of its branch files. An id older than the window is not
+recognised at a new position (a retry at its own sequence still is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -41,30 +49,101 @@ from typing import Literal
 
 import msgspec
 
-from ._base import EventStore, resolve_retry
+from ._base import EventStore, replay, resolve_retry
 from ._errors import (
     BranchClosed,
     BranchExists,
     BranchNotFound,
+    CorruptLog,
     InvalidBranchOperation,
     ReadOnlyStore,
     StorageError,
 )
 from ._file_batch import encode_batch
-from ._file_index import SPACING, read_chunk
+from ._file_ids import forget, recent_ids, remember
+from ._file_index import SPACING, Owner, read_chunk
+from ._file_leftover import LINK_REFUSED, check_unnamed
 from ._file_lock import acquire_lock, release_lock
-from ._file_manifest import BranchMeta, Manifest, PendingMerge, read_manifest, write_manifest
+from ._file_manifest import (
+    MANIFEST,
+    BranchMeta,
+    Manifest,
+    PendingMerge,
+    read_manifest,
+    write_manifest,
+)
 from ._file_session import Branch, Session, list_session_dirs, manifest_stamp
-from ._file_tail import cut_back, open_tail, prepare_root, set_aside
+from ._file_tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
 from ._file_writer import FileOps, Writer
 from ._ids import MAIN, check_identifier
-from ._lineage import check_merge, merged_records, segments
+from ._lineage import ancestors, check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, utc_now
 
 __all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 
 #: Bytes of records one read call on the I/O thread returns at most.
 _READ_BUDGET = 256 * 1024
+
+
+def _hits(session: Session, events: list[EventRecord]) -> list[tuple[Branch, int] | None]:
+    """Per event, the branch and sequence its id is stored at, from the loaded windows."""
+    hits: list[tuple[Branch, int] | None] = [None] * len(events)
+    for branch in session.branches.values():
+        ids = branch.ids or {}
+        for n, event in enumerate(events):
+            sequence = ids.get(event.event_id)
+            if sequence is not None:
+                hits[n] = (branch, sequence)
+    return hits
+
+
+def _unseen(session: Session, events: list[EventRecord]) -> bool:
+    """Whether every branch's id window is loaded and holds none of the batch's ids."""
+    for branch in session.branches.values():
+        ids = branch.ids
+        if ids is None:
+            return False
+        for event in events:
+            if event.event_id in ids:
+                return False
+    return True
+
+
+class _Locked:
+    """What :meth:`FileEventStore._locked` returns: a session held under its lock.
+
+    A class, not an ``asynccontextmanager``: ``loop.shutdown_asyncgens()``, which
+    frameworks' sync entry points call between runs, closes suspended async
+    generators, and would release the lock under an operation still in flight.
+    """
+
+    __slots__ = ("_session", "_session_id", "_store")
+
+    def __init__(self, store: FileEventStore, session_id: str) -> None:
+        self._store = store
+        self._session_id = session_id
+
+    async def __aenter__(self) -> Session:
+        store = self._store
+        session = store._entry(self._session_id)
+        session.users += 1
+        store._busy += 1
+        try:
+            await session.lock.acquire()
+            try:
+                await store._load_session(session)
+            except BaseException:
+                session.lock.release()
+                raise
+        except BaseException:
+            store._leave(session)
+            raise
+        self._session = session
+        return session
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._session.lock.release()
+        self._store._leave(self._session)
 
 
 class FileStoreStatistics(msgspec.Struct, frozen=True):
@@ -230,20 +309,15 @@ class FileEventStore(EventStore):
             sessions.move_to_end(session_id)
         return session
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, session_id: str) -> AsyncIterator[Session]:
-        session = self._entry(session_id)
-        session.users += 1
-        self._busy += 1
-        try:
-            async with session.lock:
-                await self._load_session(session)
-                yield session
-        finally:
-            session.users -= 1
-            self._busy -= 1
-            if not self._busy and self._quiet is not None and not self._quiet.done():
-                self._quiet.set_result(None)
+    def _locked(self, session_id: str) -> _Locked:
+        """``async with``: the session, loaded, under its lock."""
+        return _Locked(self, session_id)
+
+    def _leave(self, session: Session) -> None:
+        session.users -= 1
+        self._busy -= 1
+        if not self._busy and self._quiet is not None and not self._quiet.done():
+            self._quiet.set_result(None)
 
     async def _load_session(self, session: Session) -> None:
         if session.loaded and not self.read_only:
@@ -263,7 +337,14 @@ class FileEventStore(EventStore):
         stamp = manifest_stamp(session.directory)
         if session.loaded and stamp == session.stamp:
             return stamp, None
-        return stamp, read_manifest(self._ops, session.directory, session.session_id)
+        manifest = read_manifest(self._ops, session.directory, session.session_id)
+        if manifest is None:
+            # Without a manifest the session is new, unless its files prove otherwise.
+            check_unnamed(self._io, session.directory, session.session_id)
+        if not self.read_only:
+            named = set() if manifest is None else {meta.branch_id for meta in manifest.branches}
+            set_aside_leftovers(self._io, session.directory, named, sync=self._sync)
+        return stamp, manifest
 
     async def _write_manifest(self, session: Session, fresh: Sequence[Branch] = ()) -> None:
         """Replace the manifest; ``fresh`` are branches it names for the first time.
@@ -283,20 +364,37 @@ class FileEventStore(EventStore):
         write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
 
     async def _load_branch(self, session: Session, branch: Branch) -> None:
+        """Find the branch's head from its file (a writer repairs a torn tail).
+
+        :raises CorruptLog: if the file is damaged, is a symbolic link, or holds
+            less than the manifest records it reached.
+        """
         if branch.loaded and not self.read_only:
             return
-        found = await self._io.call(
-            open_tail,
-            self._io,
-            session.directory,
-            branch.file,
-            session.session_id,
-            branch.branch_id,
-            branch.fork_sequence,
-            branch.size if branch.loaded else -1,
-            repair=not self.read_only,
-            sync=self._sync,
-        )
+        known = branch.meta.known_head
+        pending = session.pending_merge
+        if pending is not None and pending.target == branch.branch_id:
+            # The intent's own target_head is the bound; its repair checks it.
+            known = min(known, pending.target_head)
+        try:
+            found = await self._io.call(
+                open_tail,
+                self._io,
+                session.directory,
+                branch.file,
+                session.session_id,
+                branch.branch_id,
+                branch.fork_sequence,
+                branch.size if branch.loaded else -1,
+                repair=not self.read_only,
+                sync=self._sync,
+                known_head=known,
+            )
+        except StorageError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path = f"{session.directory}/{branch.file}"
+            raise CorruptLog(path, 0, LINK_REFUSED) from exc
         if found is not None:
             branch.reset(*found)
         branch.loaded = True
@@ -307,30 +405,96 @@ class FileEventStore(EventStore):
             branch = session.branches[current]
             await self._load_branch(session, branch)
             current = branch.parent_branch
+        self._check_forks(session, ancestors(session.branches, branch_id))
+
+    def _check_forks(self, session: Session, names: Sequence[str]) -> None:
+        """Each loaded branch's fork point must be within its loaded parent's history.
+
+        A fork is made at a durable head, so a parent ending before it lost
+        acknowledged events; reading on would stitch a history with a gap.
+
+        :raises CorruptLog: naming the manifest and both branches.
+        """
+        branches = session.branches
+        for name in names:
+            branch = branches[name]
+            parent = None if branch.parent_branch is None else branches[branch.parent_branch]
+            if parent is None or not (branch.loaded and parent.loaded):
+                continue
+            if branch.fork_sequence > parent.head:
+                raise CorruptLog(
+                    f"{session.directory}/{MANIFEST}",
+                    1,
+                    f"{name!r} forks {parent.branch_id!r} at {branch.fork_sequence}, beyond "
+                    f"its head {parent.head}: acknowledged events of {parent.branch_id!r} "
+                    "are missing",
+                )
 
     async def _settle_merge(self, session: Session, pending: PendingMerge) -> None:
-        """Finish the bookkeeping of a merge a crash interrupted, or undo it."""
+        """Finish the bookkeeping of a merge a crash interrupted, or undo it.
+
+        Should that fail, the session loads again on its next use and tries
+        again: nothing is written to it while the intent stands unresolved.
+
+        :raises CorruptLog: if the target holds less than it did before the merge.
+        """
+        try:
+            await self._resolve_merge(session, pending)
+        except BaseException:
+            session.loaded = False
+            raise
+
+    async def _resolve_merge(self, session: Session, pending: PendingMerge) -> None:
         target = session.branches[pending.target]
         source = session.branches[pending.source]
         await self._load_branch(session, target)
-        done = target.head >= pending.target_head + pending.count
+        if target.head < pending.target_head:
+            raise CorruptLog(
+                f"{session.directory}/{target.file}",
+                0,
+                f"ends at sequence {target.head}, but held {pending.target_head} "
+                f"when {pending.source!r} began merging into it",
+            )
+        arrived = await self._merge_arrived(session, pending, source)
+        done = arrived and target.head >= pending.target_head + pending.count
         if self.read_only:
             if not done:
                 source.meta.merged_into = None
             return
         if not done:
-            await self._io.call(
-                cut_back,
-                self._io,
-                session.directory,
-                target.file,
-                pending.target_size,
-                sync=self._sync,
-            )
-            target.reset(pending.target_head, pending.target_size)
+            if arrived:
+                # Part of a merge written before batches carried marks.
+                await self._io.call(
+                    cut_back,
+                    self._io,
+                    session.directory,
+                    target.file,
+                    pending.target_size,
+                    sync=self._sync,
+                )
+                target.reset(pending.target_head, pending.target_size)
+            # Records past the intent that are not the merge's were acknowledged
+            # after it (a store that went on writing): they stay.
             source.meta.merged_into = None
         session.pending_merge = None
         await self._write_manifest(session)
+
+    async def _merge_arrived(self, session: Session, pending: PendingMerge, source: Branch) -> bool:
+        """Whether the record after the target's old head is the merge's first.
+
+        The head alone cannot tell: appends acknowledged after the intent (a
+        store that kept writing when it could not clear it) move it as well.
+        """
+        after = pending.target_head + 1
+        if session.branches[pending.target].head < after:
+            return False
+        first = await self._read_list(session, pending.target, after, after, 1)
+        origin = first[0].metadata.get("merged_from") if first else None
+        return (
+            isinstance(origin, dict)
+            and origin.get("branch_id") == pending.source
+            and origin.get("sequence") == source.fork_sequence + 1
+        )
 
     def _implicit_main(self, session: Session, branch_id: str) -> Branch:
         """The branch, or a fresh root ``main`` (registered once a manifest names it).
@@ -373,6 +537,7 @@ class FileEventStore(EventStore):
                 and branch.loaded
                 and branch.meta.merged_into is None
                 and first.sequence == branch.pending_head + 1
+                and _unseen(session, events)
             ):
                 await self._submit(session, branch, events, data)
                 return events
@@ -387,6 +552,9 @@ class FileEventStore(EventStore):
     ) -> tuple[list[EventRecord], asyncio.Future[None] | None]:
         """The slow path: the records to return, and the write to await if any."""
         first = events[0]
+        stored = await self._replay(session, events)
+        if stored is not None:
+            return stored, None
         branch = session.branches.get(first.branch_id)
         if branch is None:
             if first.sequence != 1:
@@ -406,6 +574,56 @@ class FileEventStore(EventStore):
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
         return stored, self._submit(session, branch, events, data)
 
+    async def _replay(
+        self, session: Session, events: list[EventRecord]
+    ) -> list[EventRecord] | None:
+        """The stored records if the batch was written before (see :func:`replay`).
+
+        Loads the id window of every branch of the session first.
+        """
+        for branch in list(session.branches.values()):
+            if branch.ids is None:
+                await self._load_branch(session, branch)
+                await self._drain(branch)
+                branch.ids = await self._io.call(
+                    self._recent_ids, session.directory, branch, session.session_id
+                )
+        hits = _hits(session, events)
+        if not any(hits):
+            return None
+        # A hit may still be in flight: wait, and see whether it failed meanwhile.
+        for branch in {hit[0] for hit in hits if hit is not None}:
+            await self._drain(branch)
+        hits = _hits(session, events)
+        found: list[EventRecord | None] = []
+        for hit in hits:
+            if hit is None:
+                found.append(None)
+            else:
+                branch, sequence = hit
+                stored = await self._read_list(session, branch.branch_id, sequence, sequence, 1)
+                found.append(stored[0] if stored else None)
+        return replay(events, found)
+
+    def _recent_ids(self, directory: str, branch: Branch, session_id: str) -> dict[str, int]:
+        if branch.head <= branch.fork_sequence:
+            return {}
+        path = f"{directory}/{branch.file}"
+        handle = self._io.handle(directory, branch.file)
+        if handle is None:
+            raise StorageError(f"{path} disappeared")
+        return recent_ids(
+            self._io.ops,
+            handle.fd,
+            path,
+            branch.index,
+            session_id,
+            branch.branch_id,
+            branch.fork_sequence,
+            branch.head,
+            branch.size,
+        )
+
     async def _create_root(self, session: Session, events: list[EventRecord], data: bytes) -> None:
         """Write the first events of a new root branch, then name it in the manifest.
 
@@ -415,13 +633,16 @@ class FileEventStore(EventStore):
         invisible, and moved aside by the next attempt.
         """
         branch_id = events[0].branch_id
-        branch = Branch(BranchMeta(branch_id=branch_id, created_at=utc_now()))
+        # The manifest is written after the events: it may record them as reached.
+        meta = BranchMeta(branch_id=branch_id, created_at=utc_now(), known_head=events[-1].sequence)
+        branch = Branch(meta)
         session.branches[branch_id] = branch
         manifest = session.manifest()
         del session.branches[branch_id]
         await self._io.call(self._write_root, session.directory, branch.file, data, manifest)
         branch.loaded = True
         branch.reset(events[-1].sequence, len(data))
+        branch.ids = {event.event_id: event.sequence for event in events}
         session.branches[branch_id] = branch
         session.exists = True
 
@@ -443,6 +664,7 @@ class FileEventStore(EventStore):
         branch.pending_head = last
         branch.inflight += 1
         session.inflight += 1
+        remember(branch, events)
 
         def done(error: BaseException | None) -> None:
             session.inflight -= 1
@@ -452,12 +674,14 @@ class FileEventStore(EventStore):
                 if first - branch.noted >= SPACING:
                     branch.index.note(first, offset)
                     branch.noted = first
-            elif generation == branch.generation:
-                # Later writes were built on this one and fail with it: start
-                # again from what is durable.
-                branch.generation += 1
-                branch.pending_head = branch.head
-                branch.pending_size = branch.size
+            else:
+                forget(branch, events)
+                if generation == branch.generation:
+                    # Later writes were built on this one and fail with it: start
+                    # again from what is durable.
+                    branch.generation += 1
+                    branch.pending_head = branch.head
+                    branch.pending_size = branch.size
             branch.inflight -= 1
             if not branch.inflight:
                 branch.wake()
@@ -570,7 +794,7 @@ class FileEventStore(EventStore):
 
     def _read_own(
         self,
-        directory: str,
+        session: Session,
         branch: Branch,
         fork: int,
         head: int,
@@ -582,16 +806,20 @@ class FileEventStore(EventStore):
     ) -> tuple[list[EventRecord], tuple[int, int] | None]:
         """Own events ``first..last`` (at most ``cap``), on the I/O thread.
 
+        Every record read on the way is checked, not only those returned.
+
         :returns: the records and where to resume, ``None`` when done.
+        :raises CorruptLog: for a line that is not the record due there.
         """
         writer = self._io
+        directory = session.directory
         path = f"{directory}/{branch.file}"
         handle = writer.handle(directory, branch.file)
         if handle is None:
             raise StorageError(f"{path} disappeared")
         if point is None:
             point = branch.index.locate(
-                writer.ops, handle.fd, first, (fork + 1, 0), (head + 1, size)
+                writer.ops, handle.fd, path, first, (fork + 1, 0), (head + 1, size)
             )
         sequence, offset = point
         per_line = size / max(head - fork, 1)
@@ -599,7 +827,8 @@ class FileEventStore(EventStore):
         budget = _READ_BUDGET
         while offset < size and sequence <= last and len(out) < cap and budget > 0:
             want = int((last - sequence + 1) * per_line * 1.1) + 1024
-            records, after = read_chunk(writer.ops, handle.fd, path, offset, size, sequence, want)
+            owner = Owner(session.session_id, branch.branch_id, sequence)
+            records, after = read_chunk(writer.ops, handle.fd, path, offset, size, owner, want)
             budget -= after - offset
             low = max(0, first - sequence)
             high = min(len(records), last - sequence + 1, low + cap - len(out))
@@ -636,7 +865,7 @@ class FileEventStore(EventStore):
                 cap = last - first + 1 if remaining is None else remaining
                 records, point = await self._io.call(
                     self._read_own,
-                    session.directory,
+                    session,
                     branch,
                     fork,
                     head,
@@ -718,6 +947,7 @@ class FileEventStore(EventStore):
                 return []
             for branch in session.branches.values():
                 await self._load_branch(session, branch)
+            self._check_forks(session, list(session.branches))
             return [session.branches[name].info(session_id) for name in sorted(session.branches)]
 
     async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:

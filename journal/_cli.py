@@ -188,7 +188,12 @@ def _reading_commands(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p = command("stats", "Sessions, events and bytes; the largest sessions.")
     p.add_argument("--top", type=_sequence(0), default=5, metavar="N", help="default 5")
 
-    p = command("verify", "Check the files without changing them; exit 1 on any problem.")
+    p = command(
+        "verify",
+        "Check the files without changing them; exit 1 on any problem. Notes (exit 0) "
+        "name what a writer sets aside by itself: .torn files, and a first write a "
+        "crash cut off before its manifest entry.",
+    )
     _add_session(p, optional=True)
 
     p = command("export", "Write a branch's history to stdout, one JSON record per line.")

@@ -7,19 +7,29 @@ records of branch ``X`` starting at sequence ``n`` right after sequence ``n - 1`
 of branch ``P`` means ``X`` was forked from ``P`` at ``n - 1``. Records already
 stored with the same event id are skipped, so ``export --all`` (every branch's
 history, parents first) imports too, and importing twice changes nothing.
+
+An import is all or nothing as far as the file goes: it is read once to check
+every line (a record, storable, its event id at one place only), once under
+the writer lock to check it against the store, and only then once to write.
+Each read streams, so memory holds one batch and the event ids, not the file.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from types import TracebackType
 from typing import BinaryIO
 
 import msgspec
 
-from eventstore import BranchInfo, EventRecord, EventStore, InvalidIdentifier, check_identifier
+from eventstore import BranchInfo, EventRecord, EventStore, InvalidEvent
+from eventstore._file_batch import encode_batch
+from eventstore._validate import check_event
 
 from ._cli import EXIT_OK, CliError, Context
 from ._cli_commands import require_branch, require_session
@@ -67,49 +77,111 @@ async def export(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _check(record: EventRecord) -> None:
-    check_identifier(record.session_id, "session_id")
-    check_identifier(record.branch_id, "branch_id")
-    if record.sequence < 1:
-        raise ValueError(f"sequence must be >= 1, got {record.sequence}")
-    if not record.kind:
-        raise ValueError("kind must not be empty")
-    if not record.event_id or len(record.event_id) > 128:
-        raise ValueError("event_id must have 1-128 characters")
-    if not isinstance(record.recorded_at, datetime) or record.recorded_at.tzinfo is None:
-        raise ValueError("recorded_at must carry a timezone")
+class _Input:
+    """The import file, read once per pass; stdin is kept in a temporary file for that."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.label = "<stdin>" if name == "-" else name
+        self._stream: BinaryIO | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def __enter__(self) -> _Input:
+        if self.name == "-":
+            self._stream = self._spool(sys.stdin.buffer)
+            return self
+        stream = open(self.name, "rb")
+        if stream.seekable():
+            self._stream = stream
+        else:  # a pipe given by name, as ``<(...)`` gives one
+            with stream:
+                self._stream = self._spool(stream)
+        return self
+
+    @staticmethod
+    def _spool(stream: BinaryIO) -> BinaryIO:
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
+        try:
+            shutil.copyfileobj(stream, spool)
+            spool.flush()
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """Every non-blank line with its number, from the start of the file.
+
+        :raises CliError: if the file changed since the first pass began.
+        """
+        stream = self._stream
+        assert stream is not None
+        found = os.fstat(stream.fileno())
+        stamp = (found.st_size, found.st_mtime_ns)
+        if self._stamp is None:
+            self._stamp = stamp
+        elif stamp != self._stamp:
+            raise CliError(f"{self.label} changed during the import; nothing was written")
+        stream.seek(0)
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                yield number, line
 
 
-def _lines(name: str) -> Iterator[bytes]:
-    if name == "-":
-        yield from sys.stdin.buffer
-        return
-    stream: BinaryIO
-    with open(name, "rb") as stream:
-        yield from stream
-
-
-def _load(name: str, session: str | None) -> list[tuple[int, EventRecord]]:
-    """Every record of the file with its line number, checked before anything is written."""
-    label = "<stdin>" if name == "-" else name
-    records: list[tuple[int, EventRecord]] = []
-    for number, line in enumerate(_lines(name), start=1):
-        if not line.strip():
-            continue
+def _records(source: _Input, session: str | None) -> Iterator[tuple[int, EventRecord]]:
+    """The file's records with their line numbers, renamed to ``session`` if given."""
+    for number, line in source.lines():
         try:
             record = _decode_record(line)
-            _check(record)
-        except (msgspec.DecodeError, InvalidIdentifier, ValueError) as exc:
+        except msgspec.DecodeError as exc:
+            raise CliError(f"{source.label}:{number}: not an event record: {exc}") from None
+        if session is not None:
+            record = msgspec.structs.replace(record, session_id=session)
+        yield number, record
+
+
+def _check_file(source: _Input, session: str | None) -> list[str]:
+    """Check every line before the store is even opened; the sessions the file holds.
+
+    Each line must be a record the store would accept as it is, and an event
+    id may recur only as the same event (``export --all`` repeats inherited
+    records), never at another place.
+
+    :raises CliError: naming the first bad line.
+    """
+    label = source.label
+    sessions: dict[str, int] = {}
+    places: dict[tuple[str, str], tuple[str, int, int]] = {}
+    for number, line in source.lines():
+        try:
+            record = check_event(_decode_record(line))
+        except ValueError as exc:
             raise CliError(f"{label}:{number}: not an event record: {exc}") from None
-        records.append((number, record))
-    if not records:
+        sessions.setdefault(record.session_id, number)
+        if session is not None and len(sessions) > 1:
+            raise CliError(
+                f"{label}:{number}: a second session ({record.session_id!r}, the first at "
+                f"line {min(sessions.values())}); --session can rename only one"
+            )
+        place = (record.branch_id, record.sequence, number)
+        seen = places.setdefault((record.session_id, record.event_id), place)
+        if seen[:2] != place[:2]:
+            raise CliError(
+                f"{label}:{number}: event_id {record.event_id} is already at line {seen[2]} "
+                f"as {record.session_id}/{seen[0]}#{seen[1]}"
+            )
+    if not sessions:
         raise CliError(f"{label}: no records to import")
-    if session is not None:
-        found = {record.session_id for _, record in records}
-        if len(found) > 1:
-            raise CliError(f"{label} holds {len(found)} sessions; --session can rename only one")
-        records = [(n, msgspec.structs.replace(r, session_id=session)) for n, r in records]
-    return records
+    return sorted(sessions) if session is None else [session]
 
 
 @dataclass
@@ -124,19 +196,25 @@ class _Run:
         return self.records[0]
 
 
-def _runs(records: Sequence[tuple[int, EventRecord]]) -> list[_Run]:
-    runs: list[_Run] = []
+def _runs(records: Iterable[tuple[int, EventRecord]]) -> Iterator[_Run]:
+    """The records in runs of at most :data:`BATCH`, as they come."""
+    run: _Run | None = None
     for number, record in records:
-        last = runs[-1].records[-1] if runs else None
+        last = None if run is None else run.records[-1]
         if (
-            last is None
+            run is None
+            or last is None
             or last.session_id != record.session_id
             or last.branch_id != record.branch_id
             or last.sequence + 1 != record.sequence
+            or len(run.records) >= BATCH
         ):
-            runs.append(_Run(number))
-        runs[-1].records.append(record)
-    return runs
+            if run is not None:
+                yield run
+            run = _Run(number)
+        run.records.append(record)
+    if run is not None:
+        yield run
 
 
 Key = tuple[str, str]
@@ -153,6 +231,8 @@ class _Importer:
     store: EventStore
     label: str
     write: bool
+    #: The store's largest record, if it has one.
+    max_record_size: int | None = None
     #: Heads in the store before the import, and the branches already merged.
     stored: dict[Key, int] = field(default_factory=dict)
     closed: dict[Key, str] = field(default_factory=dict)
@@ -160,6 +240,8 @@ class _Importer:
     #: Heads as the import goes, and the event ids it adds.
     heads: dict[Key, int] = field(default_factory=dict)
     added: dict[Key, dict[int, str]] = field(default_factory=dict)
+    #: Where each event id of the sessions it touches is stored (checking only).
+    stored_ids: dict[Key, str] = field(default_factory=dict)
     imported: int = 0
     present: int = 0
     created: int = 0
@@ -172,7 +254,25 @@ class _Importer:
                 self.heads[key[0], info.branch_id] = info.head
                 if info.merged_into is not None:
                     self.closed[key[0], info.branch_id] = info.merged_into
+                if not self.write and info.head > info.fork_sequence:
+                    await self._load_ids(info)
         return self.heads.get(key)
+
+    async def _load_ids(self, info: BranchInfo) -> None:
+        # An id the session holds elsewhere would be refused, or taken for a
+        # retry, halfway through the writing pass.
+        session, branch = info.session_id, info.branch_id
+        async for record in self.store.iter_events(session, branch, info.fork_sequence + 1):
+            self.stored_ids[session, record.event_id] = f"{session}/{branch}#{record.sequence}"
+
+    def _check_new_ids(self, records: Sequence[EventRecord], line: int) -> None:
+        for offset, record in enumerate(records):
+            where = self.stored_ids.get((record.session_id, record.event_id))
+            if where is not None:
+                raise CliError(
+                    f"{self.label}:{line + offset}: event_id {record.event_id} is already "
+                    f"stored as {where}"
+                )
 
     def _conflict(self, line: int, ours: EventRecord, theirs: str) -> CliError:
         return CliError(
@@ -216,6 +316,13 @@ class _Importer:
                 f"(merged into {self.closed[key]!r}); it takes no more events"
             )
 
+    def _check_sizes(self, records: Sequence[EventRecord], line: int, limit: int) -> None:
+        for offset, record in enumerate(records):
+            try:
+                encode_batch([record], limit)
+            except InvalidEvent as exc:
+                raise CliError(f"{self.label}:{line + offset}: {exc.reason}") from None
+
     async def apply(self, run: _Run, previous: _Run | None) -> None:
         first = run.first
         key = (first.session_id, first.branch_id)
@@ -241,28 +348,33 @@ class _Importer:
                 f"this record has sequence {start}"
             )
         if self.write:
-            for index in range(0, len(rest), BATCH):
-                await self.store.append_batch(rest[index : index + BATCH])
+            await self.store.append_batch(rest)
+        else:
+            self._check_new_ids(rest, line)
+            if self.max_record_size is not None:
+                self._check_sizes(rest, line, self.max_record_size)
         self.added.setdefault(key, {}).update((r.sequence, r.event_id) for r in rest)
         self.imported += len(rest)
         self.heads[key] = rest[-1].sequence
 
 
 async def import_(ctx: Context) -> int:
-    """``eventstore import FILE [--session NEW]``: the inverse of ``export``."""
+    """``eventstore import FILE [--session NEW]``: the inverse of ``export``.
+
+    Nothing is written unless every line passes: the first bad one is named as
+    ``FILE:LINE`` (exit 2).
+    """
     args = ctx.args
-    label = "<stdin>" if args.file == "-" else args.file
-    records = _load(args.file, args.session)
-    runs = _runs(records)
-    async with ctx.writer(create=True) as store:
-        # Check everything first (nobody else can write: we hold the lock), then write.
-        for write in (False, True):
-            importer = _Importer(store, label, write)
-            previous: _Run | None = None
-            for run in runs:
-                await importer.apply(run, previous)
-                previous = run
-    sessions = sorted({record.session_id for _, record in records})
+    with _Input(args.file) as source:
+        sessions = _check_file(source, args.session)
+        async with ctx.writer(create=True) as store:
+            # Check against the store (nobody else can write: we hold the lock), then write.
+            for write in (False, True):
+                importer = _Importer(store, source.label, write, store.max_record_size)
+                previous: _Run | None = None
+                for run in _runs(_records(source, args.session)):
+                    await importer.apply(run, previous)
+                    previous = run
     summary = {
         "sessions": sessions,
         "imported": importer.imported,

@@ -5,19 +5,32 @@ no store at all: it reads ``<root>/<session>/<branch>.jsonl`` and
 ``branches.json`` itself, read-only, and reports each problem as ``path:line``.
 It can run while a writer appends (a record being written at that moment may
 show up as a torn tail; run it again).
+
+The rules are the store's own: ``branches.json`` is checked by
+:func:`eventstore._file_manifest.manifest_problems`, a branch file no manifest
+names by :func:`eventstore._file_leftover.leftover_problem` (a crash's leftover,
+or proof the manifest was lost), and a symbolic link is reported, never followed.
+
+A problem (exit 1) needs a look. A note does not: ``.torn`` files a repair
+kept, and the leftover of a new branch's first write that a crash or a full
+disk interrupted before the manifest named it (never acknowledged, never shown,
+moved aside by the writer that next loads the session).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
-from eventstore import EventRecord, is_valid_identifier
+from eventstore import CorruptLog, EventRecord, is_valid_identifier
+from eventstore._file_leftover import LINK_REFUSED, leftover_problem
+from eventstore._file_manifest import BranchMeta, decode_manifest, manifest_problems
+from eventstore.file import FileOps
 
 from ._cli import EXIT_FAILED, EXIT_OK, CliError, Context
 from ._cli_render import plural
@@ -25,6 +38,14 @@ from ._cli_render import plural
 __all__ = ("Problem", "Report", "verify", "verify_root")
 
 MANIFEST = "branches.json"
+
+#: A branch file no manifest names that holds one first write, cut short or
+#: whole: a kill or a full disk struck before the manifest named it.
+LEFTOVER = (
+    "the leftover of a first write that a crash or a full disk interrupted; it was "
+    "never acknowledged, the store does not show it, and a writer moves it to a .torn "
+    "file when it next loads the session"
+)
 
 _decode_record = msgspec.json.Decoder(EventRecord).decode
 
@@ -149,30 +170,17 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
     return found
 
 
-class _ManifestBranch(msgspec.Struct):
-    branch_id: str
-    parent_branch: str | None = None
-    fork_sequence: int = 0
-    merged_into: str | None = None
-
-
-class _Manifest(msgspec.Struct):
-    # The file store's ``branches.json``; unknown fields are ignored, as it does.
-    session_id: str
-    branches: list[_ManifestBranch] = msgspec.field(default_factory=list)
-    pending_merge: dict[str, Any] | None = None
-
-
-_decode_manifest = msgspec.json.Decoder(_Manifest).decode
-
-
-def _load_manifest(path: Path, report: Report) -> dict[str, _ManifestBranch] | None:
+def _load_manifest(path: Path, report: Report) -> dict[str, BranchMeta] | None:
+    """The manifest's branches, read and checked by the store's own rules."""
+    if path.is_symlink():
+        report.problem(path, 0, LINK_REFUSED)
+        return None
     if not path.exists():
         return None
     try:
-        manifest = _decode_manifest(path.read_bytes())
-    except msgspec.DecodeError as exc:
-        report.problem(path, 1, f"unreadable branch manifest: {exc}")
+        manifest = decode_manifest(path.read_bytes(), str(path))
+    except CorruptLog as exc:
+        report.problem(path, exc.line_number, exc.reason)
         return None
     if manifest.session_id != path.parent.name:
         report.problem(path, 1, f"manifest of session {manifest.session_id!r}")
@@ -181,25 +189,34 @@ def _load_manifest(path: Path, report: Report) -> dict[str, _ManifestBranch] | N
         report.problem(
             path,
             1,
-            f"interrupted merge of {merge.get('source')!r} into {merge.get('target')!r}; "
+            f"interrupted merge of {merge.source!r} into {merge.target!r}; "
             "a writer opening the store finishes or undoes it",
         )
-    found: dict[str, _ManifestBranch] = {}
-    for branch in manifest.branches:
-        if branch.branch_id in found:
-            report.problem(path, 1, f"branch {branch.branch_id!r} is listed twice")
-        found[branch.branch_id] = branch
-    return found
+    for problem in manifest_problems(manifest):
+        report.problem(path, 1, problem)
+    # Only valid ids: the others name no file the store would open.
+    return {
+        branch.branch_id: branch
+        for branch in manifest.branches
+        if is_valid_identifier(branch.branch_id)
+    }
 
 
 def _check_lineage(
-    folder: Path, manifest: dict[str, _ManifestBranch], logs: dict[str, _Branch], report: Report
+    folder: Path, manifest: dict[str, BranchMeta], logs: dict[str, _Branch], report: Report
 ) -> None:
     """Fork points against the parents' heads, merges against their targets."""
     where = folder / MANIFEST
     empty = _Branch()
     for branch_id, info in sorted(manifest.items()):
         log = logs.get(branch_id, empty)
+        if _head(info, log) < info.known_head:
+            report.problem(
+                folder / f"{branch_id}.jsonl",
+                0,
+                f"holds sequences up to {_head(info, log)}, but {MANIFEST} records that the "
+                f"branch reached {info.known_head}: acknowledged events are missing",
+            )
         if log.count and log.first != info.fork_sequence + 1:
             report.problem(
                 folder / f"{branch_id}.jsonl",
@@ -208,23 +225,18 @@ def _check_lineage(
                 f"(fork point {info.fork_sequence} in {MANIFEST})",
             )
         parent = info.parent_branch
-        if parent is not None:
-            if parent not in manifest:
-                report.problem(where, 1, f"{branch_id!r} forks from unknown branch {parent!r}")
-            else:
-                head = _head(manifest[parent], logs.get(parent, empty))
-                if info.fork_sequence > head:
-                    report.problem(
-                        where,
-                        1,
-                        f"{branch_id!r} forks {parent!r} at {info.fork_sequence}, "
-                        f"beyond its head {head}",
-                    )
+        # An unknown parent or target is one of the manifest's own problems, reported already.
+        if parent is not None and parent in manifest:
+            head = _head(manifest[parent], logs.get(parent, empty))
+            if info.fork_sequence > head:
+                report.problem(
+                    where,
+                    1,
+                    f"{branch_id!r} forks {parent!r} at {info.fork_sequence}, "
+                    f"beyond its head {head}",
+                )
         target = info.merged_into
-        if target is None:
-            continue
-        if target not in manifest:
-            report.problem(where, 1, f"{branch_id!r} was merged into unknown branch {target!r}")
+        if target is None or target not in manifest:
             continue
         brought = logs.get(target, empty).merged[branch_id]
         if brought != log.count:
@@ -236,7 +248,7 @@ def _check_lineage(
             )
 
 
-def _head(info: _ManifestBranch, log: _Branch) -> int:
+def _head(info: BranchMeta, log: _Branch) -> int:
     return log.last if log.count else info.fork_sequence
 
 
@@ -250,21 +262,50 @@ def _check_session(folder: Path, report: Report) -> None:
             report.notes.append(
                 Problem(str(path), 0, "a torn tail kept aside by an earlier repair")
             )
+        if path.suffix == ".jsonl" and path.is_symlink():
+            report.problem(path, 0, LINK_REFUSED)
+            continue
         if path.suffix != ".jsonl" or not path.is_file():
             continue
         branch_id = path.stem
         if not is_valid_identifier(branch_id):
             report.problem(path, 0, f"{branch_id!r} is not a valid branch id")
             continue
-        logs[branch_id] = _check_log(path, session_id, branch_id, report)
         # The store knows a session's branches from its manifest alone.
-        if manifest is None:
-            report.problem(path, 0, f"no {MANIFEST} in {folder}: the store cannot see it")
-        elif branch_id not in manifest:
-            report.problem(path, 0, f"not listed in {MANIFEST}: the store cannot see it")
+        if manifest is None or branch_id not in manifest:
+            unnamed = (
+                f"no {MANIFEST} in {folder}" if manifest is None else f"not listed in {MANIFEST}"
+            )
+            lost = _lost_history(path, session_id, branch_id)
+            if lost is None:
+                # Never acknowledged, never shown: nothing to repair by hand.
+                if path.stat().st_size:
+                    report.notes.append(Problem(str(path), 0, f"{unnamed}: {LEFTOVER}"))
+                continue
+            # More than a crash's leftover: the store refuses it (CorruptLog).
+            line, reason = lost
+            report.problem(path, line, f"{unnamed}, and not a crash's leftover: {reason}")
+        logs[branch_id] = _check_log(path, session_id, branch_id, report)
     report.branches += len(set(logs) | set(manifest or ()))
     if manifest is not None:
         _check_lineage(folder, manifest, logs, report)
+
+
+def _lost_history(path: Path, session_id: str, branch_id: str) -> tuple[int, str] | None:
+    """Why an unnamed branch file proves a manifest once named it (the store's rule)."""
+    ops = FileOps()
+    fd = ops.open(str(path), os.O_RDONLY)
+    try:
+        return leftover_problem(ops, fd, session_id, branch_id, ops.fstat(fd).st_size)
+    finally:
+        ops.close(fd)
+
+
+def _is_link(folder: Path, report: Report) -> bool:
+    if not folder.is_symlink():
+        return False
+    report.problem(folder, 0, f"the session directory is {LINK_REFUSED}")
+    return True
 
 
 def verify_root(root: Path, session_id: str | None = None) -> Report:
@@ -275,12 +316,16 @@ def verify_root(root: Path, session_id: str | None = None) -> Report:
     report = Report()
     if session_id is not None:
         folder = root / session_id
+        if _is_link(folder, report):
+            return report
         if not folder.is_dir():
             raise CliError(f"unknown session {session_id!r} (see `eventstore sessions`)")
         _check_session(folder, report)
         return report
     for folder in sorted(root.iterdir()):
-        if folder.is_dir() and is_valid_identifier(folder.name):
+        if not is_valid_identifier(folder.name) or _is_link(folder, report):
+            continue
+        if folder.is_dir():
             _check_session(folder, report)
     return report
 

@@ -20,6 +20,16 @@ Persistent backends opt in to two more rules through keyword hooks:
     machine then calls ``reopen`` and compares everything with the model: every
     acknowledged event survived, and nothing else appeared. Enables the
     ``crash`` rule (needs ``reopen``).
+``damage_lines(store, session_id, branch_id, index, how) -> undo``
+    damage stored events of the closed ``store`` (a line twice, two swapped,
+    one of another session or branch: :data:`LINE_DAMAGE`). The machine
+    reopens and checks that reads over the damage raise ``CorruptLog`` and
+    the others return the model's history, then ``undo()`` restores the data.
+    Enables the ``damage_lines`` rule (needs ``reopen``).
+``damage_manifest(store, session_id, how) -> (lost_branch, undo) | None``
+    damage a session's branch graph the way a hostile or lost file does
+    (:data:`MANIFEST_DAMAGE`); reads over it must raise ``CorruptLog``.
+    Enables the ``damage_manifest`` rule (needs ``reopen``).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from .._base import EventStore
 from .._errors import (
     BranchClosed,
     BranchNotFound,
+    CorruptLog,
     EventStoreError,
     InvalidEvent,
     InvalidIdentifier,
@@ -85,6 +96,8 @@ class StoreMachine(RuleBasedStateMachine):
     reopen_hook: Callable[[Any], EventStore] | None = None
     crash_hook: Callable[[Any], Awaitable[None]] | None = None
     crash_in_flight = False
+    damage_lines_hook: Callable[[Any, str, str, int, str], Callable[[], None]] | None = None
+    damage_manifest_hook: Callable[[Any, str, str], ManifestDamage | None] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -236,9 +249,10 @@ class StoreMachine(RuleBasedStateMachine):
             last = own.own[-1] if flaw == "half-retry" and own.own else None
             start = last if last is not None else self.new_record(session, branch, head, None)
             batch = [start, first]
-            allowed = frozenset({SequenceConflict}) | self.closed_error(
-                self.model.closed(session, branch)
-            )
+            if last is None:
+                allowed = frozenset({SequenceConflict}) | self.closed_error(
+                    self.model.closed(session, branch)
+                )
         self.attempt(self.store.append_batch(batch), allowed)
 
     @rule(data=st.data())
@@ -253,10 +267,12 @@ class StoreMachine(RuleBasedStateMachine):
         hi = data.draw(st.integers(lo + 1, min(len(own), lo + 3)))
         batch = own[lo:hi]
         if len(batch) == 1 and data.draw(st.booleans()):
-            # Identity is the event id: a retry with other content still returns
-            # what was stored.
-            changed = EventRecord(**{**_fields(batch[0]), "data": {"changed": True}})
-            assert self.run(self.store.append(changed)) == batch[0], "retry with changed data"
+            # A stored id with other content is another event reusing it, refused;
+            # at a later sequence (a retry at the new head) it is the same write.
+            changed = EventRecord(**{**_fields(batch[0]), "data": {"changed": batch[0].data}})
+            self.attempt(self.store.append(changed), frozenset({InvalidEvent}))
+            later = EventRecord(**{**_fields(batch[0]), "sequence": batch[0].sequence + 7})
+            assert self.run(self.store.append(later)) == batch[0], "retry at another sequence"
         else:
             assert self.run(self.store.append_batch(batch)) == batch, "batch retry"
         assert self.run(self.store.head(session, branch)) == self.model.head(session, branch)
@@ -451,6 +467,109 @@ class CrashRules(ReopenRules):
         self.model.appended(batch)
 
 
+#: How ``damage_lines`` damages a branch's own events, at index ``i``: the
+#: event at ``i + 1`` replaced by a copy of ``i``; ``i`` and ``i + 1`` swapped;
+#: ``i`` replaced by the same event under another session, or another branch.
+LINE_DAMAGE = ("duplicate", "swap", "other-session", "other-branch")
+
+
+class DamageRules(ReopenRules):
+    """Damaged stored events are reported (:class:`CorruptLog`), never read as history."""
+
+    @rule(data=st.data(), how=st.sampled_from(LINE_DAMAGE))
+    def damage_lines(self, data: st.DataObject, how: str) -> None:
+        assert self.reopen_hook is not None and self.damage_lines_hook is not None
+        stored = [(s, b, own) for s, b, own in self.model.own_events() if len(own) >= 2]
+        if not stored:
+            return
+        session, branch, own = data.draw(st.sampled_from(stored), label="damaged")
+        index = data.draw(st.integers(0, len(own) - 2), label="index")
+        hit = own[index + 1] if how == "duplicate" else own[index]
+        self.run(self.store.close())
+        undo = self.damage_lines_hook(self.store, session, branch, index, how)
+        try:
+            self.store = self.reopen_hook(self.store)
+            self.run(self.store.open())
+            self.check_damage_reported(hit)
+        finally:
+            self.run(self.store.close())
+            undo()
+        self.store = self.reopen_hook(self.store)
+        self.run(self.store.open())
+        self.check_everything()
+
+    def check_damage_reported(self, hit: EventRecord) -> None:
+        """Every history holding the damaged event fails; any other may, or reads right."""
+        for session, branches in sorted(self.model.sessions.items()):
+            for branch in sorted(branches):
+                expected = self.model.history(session, branch)
+                try:
+                    got = self.run(self.store.read(session, branch))
+                    head = self.run(self.store.head(session, branch))
+                except CorruptLog:
+                    event("damage: CorruptLog")
+                    continue
+                assert hit not in expected, f"{session}/{branch}: damage read without an error"
+                assert got == expected, _diff(f"damaged {session}/{branch}", got, expected)
+                assert head == self.model.head(session, branch), (session, branch, head)
+
+
+#: How ``damage_manifest`` damages a session's branch graph: a branch id that
+#: points out of the root, a parent cycle, the manifest deleted, or a branch
+#: file the manifest knows held events deleted.
+MANIFEST_DAMAGE = ("hostile-id", "parent-cycle", "lost-manifest", "lost-file")
+
+#: What ``damage_manifest`` did: the branch whose events it lost (``None``: the
+#: whole session's graph is damaged) and ``undo()``.
+ManifestDamage = tuple[str | None, Callable[[], None]]
+
+
+class ManifestDamageRules(ReopenRules):
+    """A damaged or lost branch graph is reported (:class:`CorruptLog`), never read as empty."""
+
+    @rule(data=st.data(), how=st.sampled_from(MANIFEST_DAMAGE))
+    def damage_manifest(self, data: st.DataObject, how: str) -> None:
+        assert self.reopen_hook is not None and self.damage_manifest_hook is not None
+        if not self.model.sessions:
+            return
+        session = data.draw(st.sampled_from(sorted(self.model.sessions)), label="damaged")
+        self.run(self.store.close())
+        done = self.damage_manifest_hook(self.store, session, how)
+        self.store = self.reopen_hook(self.store)
+        self.run(self.store.open())
+        if done is None:
+            event(f"damage_manifest: {how} not applicable")
+            return
+        lost, undo = done
+        try:
+            self.check_graph_damage_reported(session, lost)
+        finally:
+            self.run(self.store.close())
+            undo()
+        self.store = self.reopen_hook(self.store)
+        self.run(self.store.open())
+        self.check_everything()
+
+    def check_graph_damage_reported(self, damaged: str, lost: str | None) -> None:
+        """Histories over the damage fail; other sessions read right."""
+        for session, branches in sorted(self.model.sessions.items()):
+            for branch in sorted(branches):
+                expected = self.model.history(session, branch)
+                hit = session == damaged and (
+                    lost is None or any(r.branch_id == lost for r in expected)
+                )
+                try:
+                    got = self.run(self.store.read(session, branch))
+                    head = self.run(self.store.head(session, branch))
+                except CorruptLog:
+                    assert session == damaged, f"{session}/{branch}: CorruptLog, not damaged"
+                    event("damage_manifest: CorruptLog")
+                    continue
+                assert not hit, f"{session}/{branch}: damaged branch graph read without an error"
+                assert got == expected, _diff(f"{session}/{branch}", got, expected)
+                assert head == self.model.head(session, branch), (session, branch, head)
+
+
 _NOT_FOUND: ErrorTypes = frozenset({BranchNotFound})
 
 
@@ -496,6 +615,8 @@ def store_state_machine(
     reopen: Callable[[S], S] | None = None,
     crash: Callable[[S], Awaitable[None]] | None = None,
     in_flight: bool = False,
+    damage_lines: Callable[[S, str, str, int, str], Callable[[], None]] | None = None,
+    damage_manifest: Callable[[S, str, str], ManifestDamage | None] | None = None,
 ) -> type[RuleBasedStateMachine]:
     """A :class:`~hypothesis.stateful.RuleBasedStateMachine` checking a store against a model.
 
@@ -522,13 +643,32 @@ def store_state_machine(
         and check it is then all or nothing. Where it lands depends on thread
         and I/O timing, so a failure found this way may not replay exactly
         (Hypothesis reports it as flaky): a bug-hunting mode, off by default.
-    :raises ValueError: if ``crash`` is given without ``reopen``, or
-        ``in_flight`` without ``crash``.
+    :param damage_lines: ``damage_lines(store, session_id, branch_id, index, how)``
+        damages the stored own events of a branch of the closed ``store`` in
+        one of the ways of :data:`LINE_DAMAGE`, and returns ``undo()``, which
+        checks the store left the damage as it was and restores the data. Adds
+        a rule that damages, reopens (needs ``reopen``), checks that every read
+        over the damage raises :class:`~eventstore.CorruptLog` and every other
+        returns the right history, then undoes it.
+    :param damage_manifest: ``damage_manifest(store, session_id, how)`` damages
+        the branch graph of a session of the closed ``store`` in one of the ways
+        of :data:`MANIFEST_DAMAGE` and returns ``(lost_branch, undo)``
+        (``lost_branch`` ``None`` when the whole graph is damaged), or ``None``
+        if that damage cannot be told from an honest state here. Adds a rule
+        that damages, reopens, checks that every read over the damage raises
+        :class:`~eventstore.CorruptLog` (never an empty or partial history) and
+        every other session reads right, then undoes it.
+    :raises ValueError: if ``crash``, ``damage_lines`` or ``damage_manifest`` is given without
+        ``reopen``, or ``in_flight`` without ``crash``.
     """
     if crash is not None and reopen is None:
         raise ValueError("crash needs reopen: the machine must reopen the store after a crash")
     if in_flight and crash is None:
         raise ValueError("in_flight needs crash: it is a way to crash")
+    if damage_lines is not None and reopen is None:
+        raise ValueError("damage_lines needs reopen: the damage is done to a closed store")
+    if damage_manifest is not None and reopen is None:
+        raise ValueError("damage_manifest needs reopen: the damage is done to a closed store")
     base: type[StoreMachine] = (
         CrashRules if crash is not None else ReopenRules if reopen is not None else StoreMachine
     )
@@ -539,6 +679,11 @@ def store_state_machine(
         "reopen_hook": None if reopen is None else staticmethod(reopen),
         "crash_hook": None if crash is None else staticmethod(crash),
         "crash_in_flight": in_flight,
+        "damage_lines_hook": None if damage_lines is None else staticmethod(damage_lines),
+        "damage_manifest_hook": None if damage_manifest is None else staticmethod(damage_manifest),
         "__module__": __name__,
     }
-    return type(f"{name}StateMachine", (base,), namespace)
+    bases = (base,) if damage_lines is None else (DamageRules, base)
+    if damage_manifest is not None:
+        bases = (ManifestDamageRules, *bases)
+    return type(f"{name}StateMachine", bases, namespace)

@@ -18,6 +18,7 @@ import pytest
 
 from eventstore import BranchExists, CorruptLog, FileEventStore
 from eventstore._codec import encode_line
+from eventstore._file_batch import encode_batch
 
 from ._file_helpers import FaultyOps, ev, lines_of
 
@@ -217,8 +218,12 @@ async def test_first_events_a_crash_left_unnamed_stay_invisible(tmp_path: Path) 
 
 
 async def _orphan(root: Path, session: str, branch: str, count: int) -> bytes:
-    """Leave what a crash after a new root branch's first write leaves: a file only."""
-    data = b"".join(encode_line(ev(session, n, branch=branch)) for n in range(1, count + 1))
+    """Leave what a crash after a new root branch's first write leaves: a file only.
+
+    That write is one batch (lines marked with its ``batch_end``); anything more
+    would prove a manifest once named the branch.
+    """
+    data = encode_batch([ev(session, n, branch=branch) for n in range(1, count + 1)], 1 << 20)
     (root / session).mkdir(exist_ok=True)
     (root / session / f"{branch}.jsonl").write_bytes(data)
     return data

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventstore import (
+    CorruptLog,
     EventRecord,
     FileEventStore,
     InvalidEvent,
@@ -171,12 +172,14 @@ async def test_symlinks_out_of_the_root_are_not_followed(tmp_path: Path) -> None
         await store.append(ev("real", 1))
         (root / "evil").symlink_to(victim)
         (root / "real" / "side.jsonl").symlink_to(victim / "main.jsonl")
-        with pytest.raises(StorageError):
-            await store.append(ev("evil", 1))
-        with pytest.raises(StorageError):
-            await store.read("evil")
-        with pytest.raises(StorageError):
+        # Refused, naming the link (D12), not a vague I/O error.
+        for call in (store.append(ev("evil", 1)), store.read("evil")):
+            with pytest.raises(CorruptLog, match="symbolic link") as info:
+                await call
+            assert info.value.path == str(root / "evil")
+        with pytest.raises(CorruptLog, match="symbolic link") as info:
             await store.append(ev("real", 1, branch="side"))
+        assert info.value.path == str(root / "real" / "side.jsonl")
         assert await store.list_sessions() == ["real"]
         assert await store.read("real") == [(await store.read("real"))[0]]
     assert {p.name: p.read_bytes() for p in victim.iterdir()} == snapshot

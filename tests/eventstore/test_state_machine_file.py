@@ -6,17 +6,29 @@ what a real kill adds is only bytes that were *not* acknowledged: a torn last
 line in branch files and a half-written manifest temp file. The hook writes
 exactly those, and the machine then checks that every acknowledged event is
 still there and nothing else showed up.
+
+The damage hook does what no crash does: it rewrites acknowledged lines (one
+twice, two swapped, one of another session or branch), and the machine checks
+that the store reports them rather than reading them as history.
+
+The manifest-damage hook attacks the branch graph (issue 11, D2, D3, D5): a
+branch id pointing out of the root, a parent cycle, a lost manifest, a lost
+branch file; the store must report each rather than answer from it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-from eventstore.file import FileEventStore
+from eventstore._file_leftover import leftover_problem
+from eventstore.file import FileEventStore, FileOps
 from eventstore.testing import store_state_machine
 
 #: Unacknowledged bytes a crash can leave at the end of a branch file.
@@ -49,6 +61,101 @@ async def crash(store: FileEventStore) -> None:
         (session / f".branches.json.crash{n}.tmp").write_bytes(b'[{"session_id": "s1", "bra')
 
 
+def damage_lines(
+    store: FileEventStore, session_id: str, branch_id: str, index: int, how: str
+) -> Callable[[], None]:
+    """Damage the branch file's lines ``index`` and ``index + 1`` (``LINE_DAMAGE``)."""
+    path = Path(store.root) / session_id / f"{branch_id}.jsonl"
+    original = path.read_bytes()
+    lines = original.splitlines(keepends=True)
+    if how == "duplicate":
+        lines[index + 1] = lines[index]
+    elif how == "swap":
+        lines[index], lines[index + 1] = lines[index + 1], lines[index]
+    else:
+        # The encoder writes session_id and branch_id first: swap in other ones.
+        owner = b'{"session_id":"%s","branch_id":"%s",' % (session_id.encode(), branch_id.encode())
+        other = ("intruder", branch_id) if how == "other-session" else (session_id, "b.other")
+        assert lines[index].startswith(owner), lines[index]
+        intruder = b'{"session_id":"%s","branch_id":"%s",' % tuple(o.encode() for o in other)
+        lines[index] = intruder + lines[index][len(owner) :]
+    damaged = b"".join(lines)
+    path.write_bytes(damaged)
+
+    def undo() -> None:
+        assert path.read_bytes() == damaged, f"the store rewrote the damaged {path}"
+        path.write_bytes(original)
+
+    return undo
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _not_a_leftover(path: Path, session_id: str) -> bool:
+    ops = FileOps()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and leftover_problem(ops, fd, session_id, path.stem, size) is not None
+    finally:
+        os.close(fd)
+
+
+def damage_manifest(
+    store: FileEventStore, session_id: str, how: str
+) -> tuple[str | None, Callable[[], None]] | None:
+    """Damage the session's branch graph (``MANIFEST_DAMAGE``); ``None`` if undetectable."""
+    folder = Path(store.root) / session_id
+    manifest_path = folder / "branches.json"
+    manifest = json.loads(manifest_path.read_bytes())
+    entries = {entry["branch_id"]: entry for entry in manifest["branches"]}
+    before = _files(folder)
+    victim = Path(store.root).parent / f"victim-{Path(store.root).name}.jsonl"
+    lost: str | None = None
+    if how == "hostile-id":
+        victim.write_bytes(b"precious\n")
+        hostile = dict(next(iter(entries.values())), branch_id=f"../../{victim.stem}")
+        manifest["branches"].append(dict(hostile, parent_branch=None, fork_sequence=0))
+    elif how == "parent-cycle":
+        forks = [entry for entry in entries.values() if entry["parent_branch"] is not None]
+        child = forks[0] if forks else next(iter(entries.values()))
+        entries[child["parent_branch"] or child["branch_id"]]["parent_branch"] = child["branch_id"]
+    elif how == "lost-manifest":
+        logs = [p for p in folder.glob("*.jsonl") if _not_a_leftover(p, session_id)]
+        if not logs:
+            return None  # only what a crash leaves: honestly a new session
+    else:
+        known = [
+            name
+            for name, entry in sorted(entries.items())
+            if entry.get("known_head", 0) > entry["fork_sequence"]
+            and (folder / f"{name}.jsonl").exists()
+        ]
+        if not known:
+            return None
+        lost = known[0]
+    if how == "lost-manifest":
+        manifest_path.unlink()
+    elif how == "lost-file":
+        (folder / f"{lost}.jsonl").unlink()
+    else:
+        manifest_path.write_text(json.dumps(manifest))
+    damaged = _files(folder)
+
+    def undo() -> None:
+        assert _files(folder) == damaged, f"the store changed the damaged {folder}"
+        if how == "hostile-id":
+            assert victim.read_bytes() == b"precious\n"
+            assert not victim.with_name(victim.name + ".torn").exists()
+            victim.unlink()
+        for name, data in before.items():
+            (folder / name).write_bytes(data)
+
+    return lost, undo
+
+
 def file_machine(root: Path) -> type[RuleBasedStateMachine]:
     counter = itertools.count()
 
@@ -60,7 +167,13 @@ def file_machine(root: Path) -> type[RuleBasedStateMachine]:
     def reopen(old: FileEventStore) -> FileEventStore:
         return FileEventStore(old.root, durability=old.durability)
 
-    return store_state_machine(fresh, reopen=reopen, crash=crash)
+    return store_state_machine(
+        fresh,
+        reopen=reopen,
+        crash=crash,
+        damage_lines=damage_lines,
+        damage_manifest=damage_manifest,
+    )
 
 
 def test_file_store_machine(tmp_path: Path) -> None:

@@ -85,15 +85,17 @@ def test_an_unparseable_last_line_is_a_torn_tail(root: Path) -> None:
 
 async def test_a_batch_cut_short_by_a_kill_is_reported(tmp_path: Path) -> None:
     async with FileEventStore(tmp_path, durability="write") as store:
-        await store.append_batch([EventRecord.new("b", "main", n, "k", n) for n in (1, 2, 3)])
+        await store.append(EventRecord.new("b", "main", 1, "k", 1))
+        await store.append_batch([EventRecord.new("b", "main", n, "k", n) for n in (2, 3, 4)])
     log = tmp_path / "b" / "main.jsonl"
     whole = log.read_bytes()
     assert verify_root(tmp_path).problems == []
     # A kill after the batch's first two lines: each is complete, the batch is not.
-    log.write_bytes(b"".join(whole.splitlines(keepends=True)[:2]))
+    # (Not the session's first write: its manifest comes after it, naming it whole.)
+    log.write_bytes(b"".join(whole.splitlines(keepends=True)[:3]))
     [(name, line, message)] = messages(tmp_path)
-    assert (name, line) == ("main.jsonl", 2)
-    assert message.startswith("batch cut short (it ends at sequence 3)")
+    assert (name, line) == ("main.jsonl", 3)
+    assert message.startswith("batch cut short (it ends at sequence 4)")
 
 
 def test_records_filed_under_the_wrong_branch_or_repeated(root: Path) -> None:
@@ -137,12 +139,15 @@ def test_a_merge_whose_events_are_missing_from_the_target(root: Path) -> None:
         1,
         "'done' is marked merged into 'main', which holds 1 of its 2 events",
     ) in found
-    # The merge was written as one batch, so its cut is also a batch cut short.
+    # The merge was written as one batch, so its cut is also a batch cut short;
+    # the manifest written after it knew main had reached 6.
     assert [m for name, line, m in found if name == "main.jsonl"] == [
         "batch cut short (it ends at sequence 6); a writer opening the store moves its "
-        "lines aside to a .torn file"
+        "lines aside to a .torn file",
+        "holds sequences up to 5, but branches.json records that the branch reached 6: "
+        "acknowledged events are missing",
     ]
-    assert len(found) == 2
+    assert len(found) == 3
 
 
 def test_an_interrupted_merge(root: Path) -> None:
@@ -161,8 +166,14 @@ def test_files_the_store_cannot_see(root: Path) -> None:
     (root / "s" / "main.jsonl.torn").write_bytes(b"{half")
     report = verify_root(root)
     found = [(Path(p.path).name, p.message) for p in report.problems]
-    assert ("stray.jsonl", "not listed in branches.json: the store cannot see it") in found
-    assert any(name == "main.jsonl" and "no branches.json" in m for name, m in found)
+    # A copy of another branch's records is no crash's leftover: damage, which the store refuses.
+    assert (
+        "stray.jsonl",
+        "not listed in branches.json, and not a crash's leftover: "
+        "record of s/main in the file of s/stray",
+    ) in found
+    # An empty file no manifest names is what a kill before a first write leaves: no damage.
+    assert not any(name == "main.jsonl" for name, _ in found)
     assert any(p.message == "record of s/main in the file of s/stray" for p in report.problems)
     assert [Path(n.path).name for n in report.notes] == ["main.jsonl.torn"]
 
