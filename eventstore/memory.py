@@ -2,28 +2,36 @@
 
 The reference backend: fast, deterministic, nothing persisted. Every operation
 runs without awaiting in between, so each one is atomic on the event loop.
+
+Like the file store, it keeps its own copy of what it stores (a
+:class:`~eventstore._snapshot.Snapshot`) and hands out new records on every
+read, so neither the caller of ``append`` nor any reader can change history by
+mutating a payload.
 """
 
 from __future__ import annotations
 
-from ._base import EventStore, resolve_retry
+from ._base import EventStore, replay, resolve_retry
 from ._errors import BranchClosed, BranchExists, BranchNotFound, InvalidBranchOperation
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, utc_now
+from ._snapshot import Snapshot
 
 __all__ = ("MemoryEventStore",)
 
 
 class _Branch:
-    __slots__ = ("created_at", "events", "fork_sequence", "merged_into", "parent_branch")
+    __slots__ = ("created_at", "events", "fork_sequence", "ids", "merged_into", "parent_branch")
 
     def __init__(self, parent_branch: str | None, fork_sequence: int) -> None:
         self.parent_branch = parent_branch
         self.fork_sequence = fork_sequence
         self.created_at = utc_now()
         self.merged_into: str | None = None
-        self.events: list[EventRecord] = []
+        self.events: list[Snapshot] = []
+        #: event id -> sequence of every own record.
+        self.ids: dict[str, int] = {}
 
     @property
     def head(self) -> int:
@@ -39,6 +47,13 @@ class _Branch:
             created_at=self.created_at,
             merged_into=self.merged_into,
         )
+
+
+def _unseen(branches: dict[str, _Branch], event_id: str) -> bool:
+    for branch in branches.values():  # noqa: SIM110 - no generator on the hot path
+        if event_id in branch.ids:
+            return False
+    return True
 
 
 class MemoryEventStore(EventStore):
@@ -73,18 +88,39 @@ class MemoryEventStore(EventStore):
         # Registering only after an operation succeeded: failures leave no trace.
         self._sessions.setdefault(session_id, {}).setdefault(branch_id, branch)
 
+    def _replay(self, events: list[EventRecord]) -> list[EventRecord] | None:
+        """The stored records if the batch was written before (see :func:`replay`)."""
+        found: list[EventRecord | None] = [None] * len(events)
+        hit = False
+        for branch in self._sessions.get(events[0].session_id, {}).values():
+            for n, event in enumerate(events):
+                sequence = branch.ids.get(event.event_id)
+                if sequence is not None:
+                    found[n] = branch.events[sequence - branch.fork_sequence - 1].thaw()
+                    hit = True
+        return replay(events, found) if hit else None
+
     async def _append(self, event: EventRecord) -> EventRecord:
-        branch = self._branch(event.session_id, event.branch_id)
-        if branch is not None and event.sequence == branch.head + 1:
+        branches = self._sessions.get(event.session_id, {})
+        branch = branches.get(event.branch_id)
+        if (
+            branch is not None
+            and event.sequence == branch.head + 1
+            and _unseen(branches, event.event_id)
+        ):
             # The common case, without building a one-event batch.
             if branch.merged_into is not None:
                 raise BranchClosed(event.session_id, event.branch_id, branch.merged_into)
-            branch.events.append(event)
+            branch.events.append(Snapshot.freeze(event))
+            branch.ids[event.event_id] = event.sequence
             return event
         return (await self._append_batch([event]))[0]
 
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
+        stored = self._replay(events)
+        if stored is not None:
+            return stored
         branch = self._branch(first.session_id, first.branch_id)
         head = 0 if branch is None else branch.head
         if first.sequence != head + 1:
@@ -97,7 +133,8 @@ class MemoryEventStore(EventStore):
             self._sessions.setdefault(first.session_id, {})[first.branch_id] = branch
         if branch.merged_into is not None:
             raise BranchClosed(first.session_id, first.branch_id, branch.merged_into)
-        branch.events.extend(events)
+        branch.events.extend([Snapshot.freeze(event) for event in events])
+        branch.ids.update((event.event_id, event.sequence) for event in events)
         return events
 
     async def _read(
@@ -113,7 +150,7 @@ class MemoryEventStore(EventStore):
             hi = last - own.fork_sequence
             if limit is not None:
                 hi = min(hi, lo + limit - len(out))
-            out.extend(own.events[lo:hi])
+            out.extend([kept.thaw() for kept in own.events[lo:hi]])
             if limit is not None and len(out) >= limit:
                 break
         return out
@@ -154,8 +191,11 @@ class MemoryEventStore(EventStore):
         for name, branch in ((source_branch, source), (target_branch, target)):
             if branch.merged_into is not None:
                 raise BranchClosed(session_id, name, branch.merged_into)
-        records = merged_records(source.events, target_branch, target.head)
-        target.events.extend(records)
+        records = merged_records(
+            [kept.thaw() for kept in source.events], target_branch, target.head
+        )
+        target.events.extend([Snapshot.freeze(record) for record in records])
+        target.ids.update((record.event_id, record.sequence) for record in records)
         source.merged_into = target_branch
         self._keep(session_id, source_branch, source)
         self._keep(session_id, target_branch, target)

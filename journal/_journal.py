@@ -6,7 +6,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -50,6 +49,13 @@ class EventJournal:
     subscription, stops the journal's background task and closes both. When
     the store has writers in other processes (``store.shared_writers``), one
     background task follows ``store.watch()`` and publishes their events too.
+
+    History cannot be changed from outside: the store keeps its own copy of
+    each record, every read returns new records, and every subscriber receives
+    its own copy of each live event (the hub snapshots a record once when it is
+    published and copies it per delivery). So mutating the payload passed to
+    :meth:`record`, the record it returns, a record read, or a subscriber's
+    event changes nothing anyone else sees.
 
     :param store: where events live.
     :param hub: where live events are published (default: a new
@@ -161,11 +167,17 @@ class EventJournal:
     async def append(self, event: EventRecord) -> EventRecord:
         """Store ``event`` at ``head + 1`` of its branch, then publish it.
 
+        Safe to retry with the same ``event_id``: a record the session already
+        holds under it (same content) is returned and published, nothing is
+        written (see :meth:`~eventstore.EventStore.append`).
+
         :raises SequenceConflict: if ``event.sequence`` is not ``head + 1``.
         :raises BranchClosed: if the branch was merged.
         :raises InvalidIdentifier: for a bad session or branch id.
-        :raises InvalidEvent: for a bad kind, sequence or payload.
-        :raises StorageError: if the storage failed; nothing was written or published.
+        :raises InvalidEvent: for a bad kind, event id, sequence or payload, or an
+            ``event_id`` the session holds with other content.
+        :raises StorageError: if the storage failed. Nothing was published; the
+            write may or may not have happened: retry the same event to find out.
         :raises StoreClosed: after :meth:`close`.
         """
         if not isinstance(event, EventRecord):
@@ -206,6 +218,7 @@ class EventJournal:
         branch_id: str = MAIN,
         metadata: dict[str, Any] | None = None,
         expected_sequence: int | None = None,
+        event_id: str | None = None,
     ) -> EventRecord:
         """Append a new event at the next sequence of the branch and publish it.
 
@@ -218,6 +231,13 @@ class EventJournal:
         empty branch) it is an optimistic check: the event is written at
         ``expected_sequence + 1`` or not at all, never retried.
 
+        With ``event_id`` (a ULID from :func:`~eventstore.new_ulid`, made once
+        per event) the call is safe to retry after any failure: if the session
+        already holds that id with the same branch, kind, data and metadata, the
+        stored record is returned (and published) and nothing is written, even
+        if the head moved on since (see :meth:`~eventstore.EventStore.append`).
+        Without it every call makes a new id, so a retry may store the event twice.
+
         :returns: the stored record.
         :raises SequenceConflict: if ``expected_sequence`` is no longer the head;
             ``expected`` is the sequence the store wanted (``head + 1``) and
@@ -225,8 +245,12 @@ class EventJournal:
         :raises ValueError: for a negative or non-int ``expected_sequence``.
         :raises BranchClosed: if the branch was merged.
         :raises InvalidIdentifier: for a bad session or branch id.
-        :raises InvalidEvent: for an empty kind or a payload that is not plain JSON.
-        :raises StorageError: if the storage failed; nothing was written or published.
+        :raises InvalidEvent: for an empty kind, a bad ``event_id``, a payload
+            that is not plain JSON, or an ``event_id`` the session holds with other
+            content.
+        :raises StorageError: if the storage failed. Nothing was published, but
+            the write may or may not have happened (a reply lost after the commit
+            looks the same): retry with the same ``event_id`` to find out.
         :raises StoreClosed: after :meth:`close`.
         """
         if expected_sequence is not None and (
@@ -234,7 +258,9 @@ class EventJournal:
         ):
             raise ValueError(f"expected_sequence must be an int >= 0, got {expected_sequence!r}")
         # Validate everything before any I/O; the sequence is filled in below.
-        draft = EventRecord.new(session_id, branch_id, 1, kind, data, metadata=metadata)
+        draft = EventRecord.new(
+            session_id, branch_id, 1, kind, data, metadata=metadata, event_id=event_id
+        )
         self._check_open()
         store = self._store
         async with self._lock(session_id):
@@ -263,10 +289,12 @@ class EventJournal:
         branch_id: str = MAIN,
         metadata: dict[str, Any] | None = None,
         expected_sequence: int | None = None,
+        event_id: str | None = None,
     ) -> EventRecord:
         """Record a typed event: ``kind`` from its tag, ``data`` from its fields.
 
-        Like :meth:`record` otherwise; the type must be in :attr:`types`.
+        Like :meth:`record` otherwise (``event_id`` makes it safe to retry); the
+        type must be in :attr:`types`.
 
         :raises UnknownEventKind: if the event's type is not registered.
         :raises SequenceConflict, BranchClosed, InvalidIdentifier, InvalidEvent,
@@ -280,6 +308,7 @@ class EventJournal:
             branch_id=branch_id,
             metadata=metadata,
             expected_sequence=expected_sequence,
+            event_id=event_id,
         )
 
     def decode(self, record: EventRecord) -> msgspec.Struct:
@@ -534,26 +563,31 @@ class EventJournal:
         return f"<EventJournal {state} store={self._store!r}>"
 
 
-@asynccontextmanager
-async def open_journal(
+def open_journal(
     root: str | PathLike[str],
     *,
     hub: EventStreamHub | None = None,
     types: EventTypes | None = None,
     **opts: Any,
-) -> AsyncIterator[EventJournal]:
-    """An :class:`EventJournal` over a :class:`~eventstore.file.FileEventStore` at ``root``.
+) -> EventJournal:
+    """An unopened :class:`EventJournal` over a :class:`~eventstore.FileEventStore` in ``root``.
 
     ``hub`` and ``types`` go to the journal, ``opts`` to the store
-    (``durability``, ``read_only``, ``max_record_size``). The store is
-    opened on entry and closed, with every subscription, on exit::
+    (``durability``, ``read_only``, ``max_record_size``). The journal is its
+    own async context manager: the store is opened on entry and closed, with
+    every subscription, on exit::
 
         async with open_journal("./events") as journal:
             await journal.record("chat-1", "message", {"text": "hi"})
 
-    :raises StoreLocked: if another process writes to ``root``.
+    It is a plain object, not a generator-based context manager, so a journal
+    entered by hand (``await open_journal(root).__aenter__()``, or
+    :meth:`EventJournal.open`) lives until it is closed: a framework's
+    ``loop.shutdown_asyncgens()`` between runs cannot close it.
+
+    :raises ValueError: for a bad store option (``durability``...).
+    :raises StoreLocked: on entry, if another process writes to ``root``.
     """
     from eventstore.file import FileEventStore
 
-    async with EventJournal(FileEventStore(root, **opts), hub, types=types) as journal:
-        yield journal
+    return EventJournal(FileEventStore(root, **opts), hub, types=types)

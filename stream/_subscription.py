@@ -44,6 +44,10 @@ class Subscription(SyncClosable, ABC):
     is closed; events already buffered in memory are delivered first in the
     latter case. A subscription that is garbage collected unclosed leaves its
     hub quietly.
+
+    Every event it yields is the subscriber's own: backlog events are fresh
+    store reads and live ones a copy per receiver (see :mod:`stream._hub`), so
+    mutating one changes nothing another subscriber, reader or writer sees.
     """
 
     def __init__(self, store: EventStore, receiver: EventReceiver, page_size: int) -> None:
@@ -184,7 +188,7 @@ class BranchSubscription(Subscription):
             sequence = live.sequence
             if sequence == self._last + 1:
                 self._last = sequence
-                return live
+                return live.thaw()
             if sequence > self._last:
                 # Publishers raced: the store has the gap (and this event).
                 self._catching_up = True
@@ -264,7 +268,7 @@ class AllSubscription(Subscription):
                 mark = self._marks.get((event.session_id, event.branch_id))
                 if mark is not None and event.sequence <= mark:
                     continue
-            return event
+            return event.thaw()
 
     async def _recover(self) -> bool:
         key, start = self._recovering[0]

@@ -459,6 +459,43 @@ class EventStoreContract:
             await store.read("s1")
         await store.close()
 
+    # -- immutable history ----------------------------------------------------------
+
+    async def test_history_is_immutable(self, store: EventStore) -> None:
+        # Nothing a caller or reader holds may alias what the store keeps.
+        def payload() -> dict[str, Any]:
+            return {"a": [1], "nested": {"k": "v"}, "n": 1}
+
+        def meta() -> dict[str, Any]:
+            return {"actor": "me", "tags": ["x"]}
+
+        def vandalise(record: EventRecord) -> None:
+            record.data["a"].append("changed")
+            record.data["nested"]["k"] = "changed"
+            record.data["added"] = True
+            record.metadata["tags"].append("changed")
+            record.metadata["added"] = True
+
+        single = EventRecord.new("s1", MAIN, 1, "message", payload(), metadata=meta())
+        batch = [
+            EventRecord.new("s1", MAIN, n, "message", payload(), metadata=meta()) for n in (2, 3)
+        ]
+        returned = [await store.append(single), *await store.append_batch(batch)]
+        for record in [single, *batch, *returned]:
+            vandalise(record)
+        vandalise((await store.read("s1"))[0])
+        async for record in store.iter_events("s1"):
+            vandalise(record)
+        await store.create_branch("s1", "alt", fork_sequence=1)
+        await store.append(EventRecord.new("s1", "alt", 2, "message", payload(), metadata=meta()))
+        await store.merge_branch("s1", "alt", MAIN)
+        for record in await store.read("s1", "alt"):
+            vandalise(record)
+        history = await store.read("s1")
+        assert [r.data for r in history] == [payload()] * 4
+        assert [r.metadata for r in history[:3]] == [meta()] * 3
+        assert history[3].metadata["tags"] == ["x"] and "added" not in history[3].metadata
+
 
 class PersistentStoreContract:
     """For backends whose data outlives the store object: reopen and carry on."""
