@@ -8,6 +8,7 @@ from ._records import BranchInfo, EventRecord
 
 __all__ = (
     "decode_branches",
+    "decode_line",
     "decode_record",
     "decode_records",
     "encode",
@@ -34,3 +35,13 @@ def encode_line(record: EventRecord) -> bytes:
     _encoder.encode_into(record, buf)
     buf += b"\n"
     return bytes(buf)
+
+
+def decode_line(line: bytes) -> EventRecord | None:
+    """The record on a complete line; ``None`` if it is torn (no newline) or not a record."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        return decode_record(line)
+    except msgspec.DecodeError:
+        return None

@@ -19,9 +19,7 @@ from __future__ import annotations
 import errno
 import os
 
-import msgspec
-
-from ._codec import decode_record
+from ._codec import decode_line
 from ._errors import CorruptLog
 from ._file_batch import batch_end
 from ._file_index import count_lines, last_line
@@ -105,16 +103,16 @@ def leftover_problem(
     a named branch is opened (:func:`eventstore._file_tail.open_tail`).
     """
     start, last = last_line(ops, fd, size)
-    record = _decode(last)
+    record = decode_line(last)
     if record is None:
         if start == 0:
             return None  # one torn line: a first write cut short
         start, last = last_line(ops, fd, start)
-        record = _decode(last)
+        record = decode_line(last)
         if record is None:
             return count_lines(ops, fd, start) + 1, "unreadable record before the last line"
     first = last if start == 0 else _first_line(ops, fd, size)
-    head = record if start == 0 else _decode(first)
+    head = record if start == 0 else decode_line(first)
     if head is None:
         return 1, "unreadable record"
     wrong = _foreign(head, session_id, branch_id)
@@ -154,16 +152,6 @@ def _first_line(ops: FileOps, fd: int, size: int) -> bytes:
             return data + chunk[: cut + 1]
         data += chunk
     return data
-
-
-def _decode(line: bytes) -> EventRecord | None:
-    """The line's record; ``None`` if it is torn (no newline) or not a record."""
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        return decode_record(line)
-    except msgspec.DecodeError:
-        return None
 
 
 def _foreign(record: EventRecord, session_id: str, branch_id: str) -> str | None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import os
 
-import msgspec
-
-from ._codec import decode_record
+from ._codec import decode_line
 from ._errors import CorruptLog
 from ._file_batch import batch_end
 from ._file_index import Owner, count_lines, last_line
@@ -43,15 +41,6 @@ __all__ = (
 TORN_SUFFIX = ".torn"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-
-def _record(line: bytes) -> EventRecord | None:
-    if not line.endswith(b"\n"):
-        return None
-    try:
-        return decode_record(line)
-    except msgspec.DecodeError:
-        return None
 
 
 def open_tail(
@@ -89,7 +78,7 @@ def open_tail(
     found: tuple[EventRecord, bytes] | None = None
     if end > 0:
         start, line = last_line(ops, handle.fd, end)
-        record = _record(line)
+        record = decode_line(line)
         if record is None:
             # A torn last line: whatever was cut short was never acknowledged.
             end = start
@@ -147,7 +136,7 @@ def _check_last(
     expected = first
     if start > 0:
         before, line = last_line(ops, fd, start)
-        previous = _record(line)
+        previous = decode_line(line)
         if (
             previous is None
             or (previous.session_id, previous.branch_id) != (session_id, branch_id)
@@ -188,7 +177,7 @@ def _complete_line(ops: FileOps, fd: int, path: str, end: int) -> tuple[EventRec
     if end == 0:
         return None
     start, line = last_line(ops, fd, end)
-    record = _record(line)
+    record = decode_line(line)
     if record is None:
         line_number = count_lines(ops, fd, start) + 1
         raise CorruptLog(path, line_number, "unreadable record before the last line")
@@ -224,7 +213,7 @@ def _batch_start(
         before, line = last_line(ops, fd, start)
         if batch_end(line) != stop:
             return start, sequence
-        record = _record(line)
+        record = decode_line(line)
         start, sequence = before, sequence - 1
 
 
