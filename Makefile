@@ -11,13 +11,18 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The peers and matplotlib: the benchmark tests use them, the library never does.
+$(VENV)/.bench-installed: benchmarks/requirements.txt | $(VENV)/.installed
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	touch $@
+
 .PHONY: install demo test lint bench
 install: $(VENV)/.installed
 
 demo: install
 	$(PY) examples/quickstart.py
 
-test: install
+test: install $(VENV)/.bench-installed
 	$(PY) -m pytest
 
 lint: install
@@ -25,6 +30,5 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-bench: install
-	$(PY) -m pip install -q -r benchmarks/requirements.txt
+bench: install $(VENV)/.bench-installed
 	$(PY) -m benchmarks

@@ -1,9 +1,13 @@
-"""``python -m benchmarks [--quick | --smoke] [--json PATH] [--only NAMES]``."""
+"""``python -m benchmarks [--quick | --smoke] [--json PATH] [--only NAMES] [--plots DIR]``.
+
+``--plots DIR --from-json PATH`` redraws the charts of an earlier run without running.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -94,13 +98,47 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("EVENTJOURNAL_PG_DSN", DEFAULT_DSN),
         help="PostgreSQL for workload 10 (env EVENTJOURNAL_PG_DSN)",
     )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also draw PNG charts of the run into DIR (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --plots: draw from an earlier run's JSON instead of running",
+    )
     parser.set_defaults(mode="full")
     return parser
 
 
+def _plot(doc: dict[str, Any], out: Path) -> None:
+    from . import _plots
+
+    written, skipped = _plots.draw(doc, out)
+    for path in written:
+        print(f"chart: {path}")
+    if skipped:
+        print(f"no data in this run for: {', '.join(skipped)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite, print the table, write the JSON; exit 1 if a workload errored."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.from_json is not None:
+        if args.plots is None:
+            parser.error("--from-json needs --plots DIR")
+        _plot(json.loads(args.from_json.read_text()), args.plots)
+        return 0
+    if args.plots is not None:
+        from ._plots import require_matplotlib
+
+        require_matplotlib()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
@@ -123,4 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(_report.to_json(rows, sizes, meta) + "\n")
     print(f"\n{sizes.name} run in {meta['seconds']} s; results in {args.json}")
+    if args.plots is not None:
+        # From the file just written, so the charts are exactly the run's JSON.
+        _plot(json.loads(args.json.read_text()), args.plots)
     return 1 if any(row.status == "error" for row in rows) else 0

@@ -32,6 +32,7 @@ __all__ = (
     "make_records",
     "median",
     "percentile",
+    "quantiles",
     "pg_dsn_reachable",
     "rounds",
     "side",
@@ -66,6 +67,8 @@ class Sizes:
     big: int
     small: int
     fork_small: int
+    #: Branches one session grows to while fork cost is measured against the count.
+    fork_branches: int
     repeats: int
     samples: int
     live_seconds: float
@@ -87,6 +90,7 @@ MODES: dict[str, Sizes] = {
         big=1_000_000,
         small=10_000,
         fork_small=10,
+        fork_branches=1000,
         repeats=3,
         samples=50,
         live_seconds=3.0,
@@ -106,6 +110,7 @@ MODES: dict[str, Sizes] = {
         big=100_000,
         small=10_000,
         fork_small=10,
+        fork_branches=1000,
         repeats=3,
         samples=15,
         live_seconds=0.5,
@@ -125,6 +130,7 @@ MODES: dict[str, Sizes] = {
         big=2000,
         small=200,
         fork_small=10,
+        fork_branches=20,
         repeats=1,
         samples=3,
         live_seconds=0.1,
@@ -346,3 +352,16 @@ def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))
     return ordered[rank]
+
+
+#: The percentiles a latency distribution is kept at in the JSON: every whole
+#: percent, then the tail finer, so a CDF can be drawn without every sample.
+CDF_PERCENTILES = (*range(0, 100), 99.5, 99.9, 99.95, 99.99, 100.0)
+
+
+def quantiles(samples: list[float], pcts: tuple[float, ...] = CDF_PERCENTILES) -> dict[str, Any]:
+    """Nearest-rank percentiles of ``samples`` at each of ``pcts``, sorted once."""
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+    seconds = [ordered[max(0, min(last, round(p / 100 * len(ordered)) - 1))] for p in pcts]
+    return {"percentiles": list(pcts), "seconds": seconds}

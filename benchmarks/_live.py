@@ -30,6 +30,7 @@ from ._harness import (
     make_records,
     median,
     percentile,
+    quantiles,
     side,
 )
 from ._reads import _label, _ours, _session
@@ -65,7 +66,7 @@ class _Consumer:
                     return
 
 
-async def _paced(ctx: Context, subscribers: int, *, memory: bool = False) -> dict[str, float]:
+async def _paced(ctx: Context, subscribers: int, *, memory: bool = False) -> dict[str, Any]:
     event_journal = journal_api()
     rate = ctx.sizes.live_rate
     total = WARMUP + int(rate * ctx.sizes.live_seconds)
@@ -99,6 +100,10 @@ async def _paced(ctx: Context, subscribers: int, *, memory: bool = False) -> dic
         "max": max(latencies),
         "achieved_rate": achieved,
         "deliveries": len(latencies),
+        "subscribers": subscribers,
+        "store": "memory" if memory else "file",
+        # The distribution, for the CDF chart; every sample would be 3M floats.
+        "cdf": quantiles(latencies),
     }
 
 

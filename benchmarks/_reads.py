@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+from eventstore import EventStore
+
 from . import _limits, _peers
 from ._harness import (
     Context,
@@ -173,6 +175,9 @@ async def _scaled(
     big.baseline = small.ours
     big.goal = Goal("max_ratio", 2.0, f"<= 2x @{_label(sizes[0])}")
     big.status = small.status
+    # What the charts group by: one series per ``what``, x = the history's length.
+    for row, size in ((small, sizes[0]), (big, sizes[1])):
+        row.detail.update(series=what, history_size=size)
     return [small, big]
 
 
@@ -280,7 +285,67 @@ async def fork(ctx: Context) -> list[Row]:
     sizes = (ctx.sizes.fork_small, ctx.sizes.big)
     rows = await _scaled(ctx, "fork (create_branch)", sizes, ours, None)
     rows[0].note = "; ".join(filter(None, [rows[0].note, "eventsourcing has no branches"]))
-    return rows
+    return [*rows, await _fork_by_branches(ctx)]
+
+
+async def _fork_by_branches(ctx: Context) -> Row:
+    """Fork cost in a session of ``fork_branches`` branches against one of a single branch."""
+    count = ctx.sizes.fork_branches
+    row = Row(f"fork (create_branch) with {count:,} branches", "s")
+    row.baseline_name = "ours with 1"
+    row.goal = Goal("max_ratio", 1.5, "<= 1.5x with 1")
+    stats = await side(row, "ours", lambda: _branch_growth(ctx, count))
+    if stats is not None:
+        row.ours, row.baseline = stats["with_many"], stats["with_one"]
+        row.detail = stats
+    return row
+
+
+async def _branch_growth(ctx: Context, count: int) -> dict[str, object]:
+    """Grow one session to ``count`` branches timing every fork, then sample in turns.
+
+    The turns compare a fork of the grown session with a fork of a fresh
+    one-branch session (one per sample, so it stays at one branch).
+    """
+    samples = ctx.sizes.samples
+    singles = [f"single{i}" for i in range(samples)]
+    async with file_store(ctx.path("fork-branches")) as store:
+        for session in [*singles, "many"]:
+            await store.append_batch(make_records(session, ctx.sizes.fork_small))
+        growth = [await _timed_fork(store, "many", f"b{n}") for n in range(1, count)]
+        with_one, with_many = [], []
+        for i, session in enumerate(singles):
+            with_one.append(await _timed_fork(store, session, "fork"))
+            with_many.append(await _timed_fork(store, "many", f"s{i}"))
+    return {
+        "with_one": median(with_one),
+        "with_many": median(with_many),
+        "by_branches": _checkpoints(growth),
+    }
+
+
+async def _timed_fork(store: EventStore, session: str, branch: str) -> float:
+    start = time.perf_counter()
+    await store.create_branch(session, branch)
+    return time.perf_counter() - start
+
+
+def _checkpoints(growth: list[float]) -> dict[str, list[float]]:
+    """The median fork cost near 1, 2, 5, 10, 20 ... existing branches.
+
+    ``growth[i]`` is the fork made when the session had ``i + 1`` branches; each
+    point is the median of the last fifth of forks up to it (one fork below 10).
+    """
+    points: dict[str, list[float]] = {"branches": [], "seconds": []}
+    for decade in (1, 10, 100, 1000, 10_000, 100_000):
+        for step in (1, 2, 5):
+            existing = decade * step
+            if existing > len(growth):
+                return points
+            window = growth[existing - max(1, existing // 5) : existing]
+            points["branches"].append(existing)
+            points["seconds"].append(median(window))
+    return points
 
 
 WORKLOADS = (replay, tail, cold_open, fork)

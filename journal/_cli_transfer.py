@@ -33,6 +33,7 @@ from eventstore._validate import check_event
 
 from ._cli import EXIT_OK, CliError, Context
 from ._cli_commands import require_branch, require_session
+from ._cli_progress import Progress
 from ._cli_render import plural
 
 __all__ = ("export", "import_", "parents_first")
@@ -71,9 +72,15 @@ async def export(ctx: Context) -> int:
             chosen = parents_first(infos)
         else:
             chosen = [require_branch(infos, args.branch).branch_id]
-        for branch_id in chosen:
-            async for record in store.iter_events(args.session, branch_id):
-                ctx.out.json(record)
+        heads = {info.branch_id: info.head for info in infos}
+        # Records written to the terminal itself show how far it got.
+        with Progress(
+            "export", sum(heads[b] for b in chosen), show=not sys.stdout.isatty()
+        ) as progress:
+            for branch_id in chosen:
+                async for record in store.iter_events(args.session, branch_id):
+                    ctx.out.json(record)
+                    progress.advance()
     return EXIT_OK
 
 
@@ -85,6 +92,8 @@ class _Input:
         self.label = "<stdin>" if name == "-" else name
         self._stream: BinaryIO | None = None
         self._stamp: tuple[int, int] | None = None
+        #: Counts the bytes of every pass over the file.
+        self.progress: Progress | None = None
 
     def __enter__(self) -> _Input:
         if self.name == "-":
@@ -132,9 +141,17 @@ class _Input:
         elif stamp != self._stamp:
             raise CliError(f"{self.label} changed during the import; nothing was written")
         stream.seek(0)
+        progress = self.progress
         for number, line in enumerate(stream, start=1):
+            if progress is not None:
+                progress.advance(len(line))
             if line.strip():
                 yield number, line
+
+    def size(self) -> int:
+        """The file's length in bytes (of the spooled copy, for stdin)."""
+        assert self._stream is not None
+        return os.fstat(self._stream.fileno()).st_size
 
 
 def _records(source: _Input, session: str | None) -> Iterator[tuple[int, EventRecord]]:
@@ -365,11 +382,16 @@ async def import_(ctx: Context) -> int:
     ``FILE:LINE`` (exit 2).
     """
     args = ctx.args
-    with _Input(args.file) as source:
+    with _Input(args.file) as source, Progress("import", unit="bytes") as progress:
+        size = source.size()
+        source.progress = progress
+        progress.restart("import 1/3, checking the file", size)
         sessions = _check_file(source, args.session)
         async with ctx.writer(create=True) as store:
             # Check against the store (nobody else can write: we hold the lock), then write.
             for write in (False, True):
+                phase = "3/3, writing" if write else "2/3, checking against the store"
+                progress.restart(f"import {phase}", size)
                 importer = _Importer(store, source.label, write, store.max_record_size)
                 previous: _Run | None = None
                 for run in _runs(_records(source, args.session)):

@@ -19,6 +19,7 @@ moved aside by the writer that next loads the session).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from eventstore._file_manifest import BranchMeta, decode_manifest, manifest_prob
 from eventstore.file import FileOps
 
 from ._cli import EXIT_FAILED, EXIT_OK, CliError, Context
+from ._cli_progress import Progress
 from ._cli_render import plural
 
 __all__ = ("Problem", "Report", "verify", "verify_root")
@@ -100,7 +102,9 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(stream, start=1)
 
 
-def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _Branch:
+def _check_log(
+    path: Path, session_id: str, branch_id: str, report: Report, progress: Progress | None
+) -> _Branch:
     """Parse every line; check ids and that sequences step by one."""
     found = _Branch()
     expected: int | None = None
@@ -108,6 +112,8 @@ def _check_log(path: Path, session_id: str, branch_id: str, report: Report) -> _
     pending: tuple[int, str] | None = None
     tail: tuple[int, bytes, int] | None = None
     for number, line in _numbered_lines(path):
+        if progress is not None:
+            progress.advance(len(line))
         if pending is not None:
             report.problem(path, *pending)
             pending = None
@@ -252,7 +258,7 @@ def _head(info: BranchMeta, log: _Branch) -> int:
     return log.last if log.count else info.fork_sequence
 
 
-def _check_session(folder: Path, report: Report) -> None:
+def _check_session(folder: Path, report: Report, progress: Progress | None = None) -> None:
     session_id = folder.name
     report.sessions += 1
     manifest = _load_manifest(folder / MANIFEST, report)
@@ -285,7 +291,7 @@ def _check_session(folder: Path, report: Report) -> None:
             # More than a crash's leftover: the store refuses it (CorruptLog).
             line, reason = lost
             report.problem(path, line, f"{unnamed}, and not a crash's leftover: {reason}")
-        logs[branch_id] = _check_log(path, session_id, branch_id, report)
+        logs[branch_id] = _check_log(path, session_id, branch_id, report, progress)
     report.branches += len(set(logs) | set(manifest or ()))
     if manifest is not None:
         _check_lineage(folder, manifest, logs, report)
@@ -308,9 +314,12 @@ def _is_link(folder: Path, report: Report) -> bool:
     return True
 
 
-def verify_root(root: Path, session_id: str | None = None) -> Report:
+def verify_root(
+    root: Path, session_id: str | None = None, progress: Progress | None = None
+) -> Report:
     """Check every session under ``root`` (or one); reads files, writes nothing.
 
+    :param progress: counts the bytes of every branch file read.
     :raises CliError: if ``session_id`` names no session directory.
     """
     report = Report()
@@ -320,19 +329,35 @@ def verify_root(root: Path, session_id: str | None = None) -> Report:
             return report
         if not folder.is_dir():
             raise CliError(f"unknown session {session_id!r} (see `eventstore sessions`)")
-        _check_session(folder, report)
+        _check_session(folder, report, progress)
         return report
     for folder in sorted(root.iterdir()):
         if not is_valid_identifier(folder.name) or _is_link(folder, report):
             continue
         if folder.is_dir():
-            _check_session(folder, report)
+            _check_session(folder, report, progress)
     return report
+
+
+def _log_bytes(root: Path, session_id: str | None) -> int:
+    """The size of the branch files ``verify_root`` will read: the progress total."""
+    folders = [root / session_id] if session_id is not None else list(root.iterdir())
+    total = 0
+    for folder in folders:
+        if folder.is_dir() and not folder.is_symlink():
+            total += sum(p.stat().st_size for p in folder.glob("*.jsonl") if not p.is_symlink())
+    return total
 
 
 async def verify(ctx: Context) -> int:
     """``eventstore verify [SESSION]``: exit 1 if anything is wrong."""
-    report = verify_root(ctx.root(), ctx.args.session)
+    root = ctx.root()
+    with Progress("verify", unit="bytes") as progress:
+        # A file gone meanwhile leaves the line without a total; verify reports the file.
+        with contextlib.suppress(OSError):
+            if progress.enabled:
+                progress.total = _log_bytes(root, ctx.args.session)
+        report = verify_root(root, ctx.args.session, progress)
     ok = not report.problems
     if ctx.json:
         ctx.out.json(
