@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ._errors import InvalidEvent
-from ._ids import check_identifier
+from ._ids import _seen_valid, check_identifier
 from ._records import EventRecord
 
 __all__ = (
@@ -19,6 +19,7 @@ __all__ = (
     "MAX_SEQUENCE",
     "check_batch",
     "check_event",
+    "check_event_json",
     "check_range",
     "check_sequence_arg",
 )
@@ -47,12 +48,30 @@ def _depth(encoded: bytes) -> int:
     return max(accumulate(array("b", brackets)), default=0)
 
 
-def _check_json(value: Any, what: str) -> None:
+#: Exact types whose JSON decodes to an equal value, whatever the value: ``float``
+#: is missing because NaN and the infinities encode as ``null``.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _check_json(value: Any, what: str) -> bytes:
+    """The JSON of ``value``, made while checking it is storable as it is.
+
+    :raises InvalidEvent: if it is not plain JSON or nests deeper than :data:`MAX_DEPTH`.
+    """
     # msgspec encodes more than JSON (datetimes, sets, NaN as null...). A value is
     # storable only if it survives the trip unchanged, which rejects all of those
     # with two C-speed calls instead of a Python walk.
     try:
         encoded = _encode(value)
+        if type(value) is dict:
+            # A flat dict (str keys, plain values), the common payload, survives the
+            # trip by construction: the decode and compare would cost twice the
+            # encoding only to confirm it.
+            for key, item in value.items():
+                if type(key) is not str or type(item) not in _PLAIN:
+                    break
+            else:
+                return encoded
         same = _decode(encoded) == value
     except RecursionError:
         raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects") from None
@@ -63,6 +82,7 @@ def _check_json(value: Any, what: str) -> None:
     # Each level needs an opening bracket: few brackets, shallow document.
     if encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH and _depth(encoded) > MAX_DEPTH:
         raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects")
+    return encoded
 
 
 def _check_text(value: str, what: str) -> None:
@@ -89,29 +109,52 @@ def check_event(event: object) -> EventRecord:
         ``data``/``metadata`` that is not plain JSON or nests deeper than
         :data:`MAX_DEPTH`.
     """
-    if not isinstance(event, EventRecord):
+    check_event_json(event)
+    return event  # type: ignore[return-value]
+
+
+def check_event_json(event: object) -> tuple[bytes | None, bytes | None]:
+    """Check ``event`` as :func:`check_event` does; return the JSON the check made.
+
+    The JSON of ``data`` (``None`` when ``data`` is) and of ``metadata`` (``None``
+    when it is empty), so a store that keeps encoded payloads encodes them once.
+
+    :raises InvalidIdentifier, InvalidEvent: as :func:`check_event`.
+    """
+    # Fields read once into locals: this runs on every append of every backend.
+    if type(event) is not EventRecord and not isinstance(event, EventRecord):
         raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
-    check_identifier(event.session_id, "session_id")
-    check_identifier(event.branch_id, "branch_id")
-    if type(event.sequence) is not int or not 1 <= event.sequence <= MAX_SEQUENCE:
-        raise InvalidEvent(f"sequence must be an int in 1..2**63-1, got {event.sequence!r}")
-    if type(event.kind) is not str or not event.kind:
-        raise InvalidEvent(f"kind must be a non-empty string, got {event.kind!r}")
-    if not event.kind.isascii() or "\x00" in event.kind:
-        _check_text(event.kind, "kind")
-    if type(event.event_id) is not str or not event.event_id or len(event.event_id) > 128:
-        raise InvalidEvent(f"event_id must be a string of 1-128 characters, got {event.event_id!r}")
-    if not event.event_id.isascii() or "\x00" in event.event_id:
-        _check_text(event.event_id, "event_id")
-    if not isinstance(event.recorded_at, datetime) or event.recorded_at.tzinfo is None:
+    session_id, branch_id, sequence, kind, event_id = (
+        event.session_id,
+        event.branch_id,
+        event.sequence,
+        event.kind,
+        event.event_id,
+    )
+    # check_identifier's cache of valid ids, read here: two calls per event saved.
+    if type(session_id) is not str or session_id not in _seen_valid:
+        check_identifier(session_id, "session_id")
+    if type(branch_id) is not str or branch_id not in _seen_valid:
+        check_identifier(branch_id, "branch_id")
+    if type(sequence) is not int or not 1 <= sequence <= MAX_SEQUENCE:
+        raise InvalidEvent(f"sequence must be an int in 1..2**63-1, got {sequence!r}")
+    if type(kind) is not str or not kind:
+        raise InvalidEvent(f"kind must be a non-empty string, got {kind!r}")
+    if not kind.isascii() or "\x00" in kind:
+        _check_text(kind, "kind")
+    if type(event_id) is not str or not event_id or len(event_id) > 128:
+        raise InvalidEvent(f"event_id must be a string of 1-128 characters, got {event_id!r}")
+    if not event_id.isascii() or "\x00" in event_id:
+        _check_text(event_id, "event_id")
+    recorded_at, data, metadata = event.recorded_at, event.data, event.metadata
+    if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
         raise InvalidEvent("recorded_at must be a timezone-aware datetime")
-    if not isinstance(event.metadata, dict):
-        raise InvalidEvent(f"metadata must be a dict, got {type(event.metadata).__name__}")
-    if event.data is not None:
-        _check_json(event.data, "data")
-    if event.metadata:
-        _check_json(event.metadata, "metadata")
-    return event
+    if type(metadata) is not dict and not isinstance(metadata, dict):
+        raise InvalidEvent(f"metadata must be a dict, got {type(metadata).__name__}")
+    return (
+        None if data is None else _check_json(data, "data"),
+        _check_json(metadata, "metadata") if metadata else None,
+    )
 
 
 def check_batch(events: Sequence[EventRecord]) -> list[EventRecord]:

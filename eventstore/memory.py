@@ -12,7 +12,12 @@ mutating a payload.
 from __future__ import annotations
 
 from ._base import EventStore, replay, resolve_retry
-from ._errors import BranchClosed, BranchExists, BranchNotFound, InvalidBranchOperation
+from ._errors import (
+    BranchClosed,
+    BranchExists,
+    BranchNotFound,
+    InvalidBranchOperation,
+)
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, utc_now
@@ -22,7 +27,7 @@ __all__ = ("MemoryEventStore",)
 
 
 class _Branch:
-    __slots__ = ("created_at", "events", "fork_sequence", "ids", "merged_into", "parent_branch")
+    __slots__ = ("created_at", "events", "fork_sequence", "merged_into", "parent_branch")
 
     def __init__(self, parent_branch: str | None, fork_sequence: int) -> None:
         self.parent_branch = parent_branch
@@ -30,8 +35,6 @@ class _Branch:
         self.created_at = utc_now()
         self.merged_into: str | None = None
         self.events: list[Snapshot] = []
-        #: event id -> sequence of every own record.
-        self.ids: dict[str, int] = {}
 
     @property
     def head(self) -> int:
@@ -49,18 +52,23 @@ class _Branch:
         )
 
 
-def _unseen(branches: dict[str, _Branch], event_id: str) -> bool:
-    for branch in branches.values():  # noqa: SIM110 - no generator on the hot path
-        if event_id in branch.ids:
-            return False
-    return True
+class _Session(dict[str, _Branch]):
+    """A session's branches by id, with one index of its event ids for all of them."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: event id -> its stored record. Ids are unique in a session, so one
+        #: lookup answers for every branch (the idempotent-retry rule's question).
+        self.ids: dict[str, Snapshot] = {}
 
 
 class MemoryEventStore(EventStore):
     """An :class:`EventStore` held in memory; gone when the process ends."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, dict[str, _Branch]] = {}
+        self._sessions: dict[str, _Session] = {}
 
     def _needs_close(self) -> bool:
         return False
@@ -86,34 +94,42 @@ class MemoryEventStore(EventStore):
 
     def _keep(self, session_id: str, branch_id: str, branch: _Branch) -> None:
         # Registering only after an operation succeeded: failures leave no trace.
-        self._sessions.setdefault(session_id, {}).setdefault(branch_id, branch)
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = _Session()
+        session.setdefault(branch_id, branch)
+
+    def _store(self, session_id: str, branch: _Branch, kept: list[Snapshot]) -> None:
+        branch.events.extend(kept)
+        self._sessions[session_id].ids.update([(k.event_id, k) for k in kept])
 
     def _replay(self, events: list[EventRecord]) -> list[EventRecord] | None:
         """The stored records if the batch was written before (see :func:`replay`)."""
-        found: list[EventRecord | None] = [None] * len(events)
-        hit = False
-        for branch in self._sessions.get(events[0].session_id, {}).values():
-            for n, event in enumerate(events):
-                sequence = branch.ids.get(event.event_id)
-                if sequence is not None:
-                    found[n] = branch.events[sequence - branch.fork_sequence - 1].thaw()
-                    hit = True
-        return replay(events, found) if hit else None
+        session = self._sessions.get(events[0].session_id)
+        ids = None if session is None else session.ids
+        if not ids:
+            return None
+        found = [ids.get(event.event_id) for event in events]
+        if found.count(None) == len(found):
+            return None
+        return replay(events, [None if kept is None else kept.thaw() for kept in found])
 
     async def _append(self, event: EventRecord) -> EventRecord:
-        branches = self._sessions.get(event.session_id, {})
-        branch = branches.get(event.branch_id)
+        session = self._sessions.get(event.session_id)
+        branch = None if session is None else session.get(event.branch_id)
         if (
-            branch is not None
-            and event.sequence == branch.head + 1
-            and _unseen(branches, event.event_id)
+            session is not None
+            and branch is not None
+            # branch.head, inlined: a property call costs as much as the rest here.
+            and event.sequence == branch.fork_sequence + len(branch.events) + 1
+            and branch.merged_into is None
+            and event.event_id not in session.ids
         ):
-            # The common case, without building a one-event batch.
-            if branch.merged_into is not None:
-                raise BranchClosed(event.session_id, event.branch_id, branch.merged_into)
-            branch.events.append(Snapshot.freeze(event))
-            branch.ids[event.event_id] = event.sequence
+            kept = Snapshot.freeze(event)
+            branch.events.append(kept)
+            session.ids[event.event_id] = kept
             return event
+        # A new branch, a retry or an error: the batch path sorts them out.
         return (await self._append_batch([event]))[0]
 
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
@@ -130,11 +146,10 @@ class MemoryEventStore(EventStore):
             return resolve_retry(stored, events, head)
         if branch is None:
             branch = _Branch(None, 0)
-            self._sessions.setdefault(first.session_id, {})[first.branch_id] = branch
+            self._keep(first.session_id, first.branch_id, branch)
         if branch.merged_into is not None:
             raise BranchClosed(first.session_id, first.branch_id, branch.merged_into)
-        branch.events.extend([Snapshot.freeze(event) for event in events])
-        branch.ids.update((event.event_id, event.sequence) for event in events)
+        self._store(first.session_id, branch, [Snapshot.freeze(event) for event in events])
         return events
 
     async def _read(
@@ -185,7 +200,7 @@ class MemoryEventStore(EventStore):
     ) -> MergeResult:
         source = self._branch_or_main(session_id, source_branch)
         target = self._branch_or_main(session_id, target_branch)
-        branches = {**self._sessions.get(session_id, {}), source_branch: source}
+        branches: dict[str, _Branch] = {**self._sessions.get(session_id, {}), source_branch: source}
         branches[target_branch] = target
         check_merge(branches, session_id, source_branch, target_branch)
         for name, branch in ((source_branch, source), (target_branch, target)):
@@ -194,15 +209,15 @@ class MemoryEventStore(EventStore):
         records = merged_records(
             [kept.thaw() for kept in source.events], target_branch, target.head
         )
-        target.events.extend([Snapshot.freeze(record) for record in records])
-        target.ids.update((record.event_id, record.sequence) for record in records)
+        kept = [Snapshot.freeze(record) for record in records]
         source.merged_into = target_branch
         self._keep(session_id, source_branch, source)
         self._keep(session_id, target_branch, target)
+        self._store(session_id, target, kept)
         return MergeResult(source_branch, target_branch, len(records), target.head)
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
-        branches = self._sessions.get(session_id, {})
+        branches = self._sessions.get(session_id, _Session())
         return [branches[name].info(session_id, name) for name in sorted(branches)]
 
     async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
