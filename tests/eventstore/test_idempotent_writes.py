@@ -71,9 +71,19 @@ async def test_retry_after_later_writes_returns_the_stored_record(store: EventSt
 async def test_concurrent_retries_write_once(store: EventStore) -> None:
     record = ev(1)
     results = await asyncio.gather(
-        store.append(record), *(store.append(again(record, sequence=n)) for n in (1, 2, 3))
+        store.append(record),
+        *(store.append(again(record, sequence=n)) for n in (1, 2, 3)),
+        return_exceptions=True,
     )
-    assert results == [record] * 4
+    if store.shared_writers:
+        # Another connection's uncommitted insert is invisible (READ COMMITTED): a
+        # retry racing the original may only learn that its sequence is not next.
+        # It never writes a second copy, and a retry after the race finds the record.
+        assert all(r == record or isinstance(r, SequenceConflict) for r in results), results
+        assert record in results[:2]
+        assert await store.append(again(record, sequence=2)) == record
+    else:
+        assert results == [record] * 4
     assert await store.read("s1") == [record]
 
 
