@@ -494,9 +494,7 @@ class DamageRules(ReopenRules):
         finally:
             self.run(self.store.close())
             undo()
-        self.store = self.reopen_hook(self.store)
-        self.run(self.store.open())
-        self.check_everything()
+        self.reopen()
 
     def check_damage_reported(self, hit: EventRecord) -> None:
         """Every history holding the damaged event fails; any other may, or reads right."""
@@ -546,9 +544,7 @@ class ManifestDamageRules(ReopenRules):
         finally:
             self.run(self.store.close())
             undo()
-        self.store = self.reopen_hook(self.store)
-        self.run(self.store.open())
-        self.check_everything()
+        self.reopen()
 
     def check_graph_damage_reported(self, damaged: str, lost: str | None) -> None:
         """Histories over the damage fail; other sessions read right."""
