@@ -1,8 +1,8 @@
 """eventstore: records, identifiers, errors, the EventStore contract and its backends.
 
-Backends are leaf modules: :mod:`eventstore.memory`, :mod:`eventstore.file`,
-:mod:`eventstore.postgres` (the ``postgres`` extra). The first two are
-re-exported here.
+Three backends: :mod:`eventstore.memory` (a module), :mod:`eventstore.file`
+and :mod:`eventstore.postgres` (packages holding their private modules; the
+latter needs the ``postgres`` extra). The first two are re-exported here.
 """
 
 from ._base import EventStore as EventStore

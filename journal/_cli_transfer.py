@@ -28,8 +28,8 @@ from typing import BinaryIO
 import msgspec
 
 from eventstore import BranchInfo, EventRecord, EventStore, InvalidEvent
-from eventstore._file_batch import encode_batch
 from eventstore._validate import check_event
+from eventstore.file._batch import encode_batch
 
 from ._cli import EXIT_OK, CliError, Context
 from ._cli_commands import require_branch, require_session

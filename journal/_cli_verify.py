@@ -7,8 +7,8 @@ It can run while a writer appends (a record being written at that moment may
 show up as a torn tail; run it again).
 
 The rules are the store's own: ``branches.json`` is checked by
-:func:`eventstore._file_manifest.manifest_problems`, a branch file no manifest
-names by :func:`eventstore._file_leftover.leftover_problem` (a crash's leftover,
+:func:`eventstore.file._manifest.manifest_problems`, a branch file no manifest
+names by :func:`eventstore.file._leftover.leftover_problem` (a crash's leftover,
 or proof the manifest was lost), and a symbolic link is reported, never followed.
 
 A problem (exit 1) needs a look. A note does not: ``.torn`` files a repair
@@ -29,9 +29,9 @@ from pathlib import Path
 import msgspec
 
 from eventstore import CorruptLog, EventRecord, is_valid_identifier
-from eventstore._file_leftover import LINK_REFUSED, leftover_problem
-from eventstore._file_manifest import BranchMeta, decode_manifest, manifest_problems
 from eventstore.file import FileOps
+from eventstore.file._leftover import LINK_REFUSED, leftover_problem
+from eventstore.file._manifest import BranchMeta, decode_manifest, manifest_problems
 
 from ._cli import EXIT_FAILED, EXIT_OK, CliError, Context
 from ._cli_progress import Progress

@@ -18,7 +18,7 @@ import pytest
 
 from eventstore import BranchExists, CorruptLog, FileEventStore
 from eventstore._codec import encode_line
-from eventstore._file_batch import encode_batch
+from eventstore.file._batch import encode_batch
 
 from ._file_helpers import FaultyOps, ev, lines_of
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from eventstore import CorruptLog, EventRecord, FileEventStore
-from eventstore._file_batch import encode_batch
-from eventstore._file_index import SparseIndex
-from eventstore._file_writer import FileOps
+from eventstore.file._batch import encode_batch
+from eventstore.file._index import SparseIndex
+from eventstore.file._writer import FileOps
 
 from ._file_helpers import ev, lines_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import FileEventStore
-from eventstore._file_index import MAX_POINTS, SPACING, SparseIndex
+from eventstore.file._index import MAX_POINTS, SPACING, SparseIndex
 
 from ._file_helpers import FaultyOps, ev
 

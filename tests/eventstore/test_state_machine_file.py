@@ -27,8 +27,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-from eventstore._file_leftover import leftover_problem
 from eventstore.file import FileEventStore, FileOps
+from eventstore.file._leftover import leftover_problem
 from eventstore.testing import store_state_machine
 
 #: Unacknowledged bytes a crash can leave at the end of a branch file.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventRecord, StorageError
-from eventstore._file_batch import encode_batch
 from eventstore.file import FileEventStore
+from eventstore.file._batch import encode_batch
 from journal._cli import main
 from journal._cli_verify import verify_root
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ._errors import StorageError, StoreLocked
+from .._errors import StorageError, StoreLocked
 
 __all__ = ("acquire_lock", "release_lock")
 

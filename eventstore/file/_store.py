@@ -9,7 +9,7 @@ Layout::
 
 A fork stores only its own events; its inherited history is read from each
 ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
-runs on one I/O thread (:mod:`eventstore._file_writer`) which commits all
+runs on one I/O thread (:mod:`eventstore.file._writer`) which commits all
 pending appends of a round with one write per file and one sync.
 
 Crash safety: a torn last line is cut off when its branch is opened (kept in
@@ -17,7 +17,7 @@ Crash safety: a torn last line is cut off when its branch is opened (kept in
 after a crash either confirms it (the target holds every merged event) or cuts
 the target back and reopens the source. A batch is atomic against a kill in
 the middle of its ``pwrite`` too: all its lines but the last carry a
-``batch_end`` field (:mod:`eventstore._file_batch`), and the open cuts a batch
+``batch_end`` field (:mod:`eventstore.file._batch`), and the open cuts a batch
 whose last line is missing back to its first. A new root branch's first events
 and the manifest entry naming it are one step on the I/O thread; a file the
 manifest does not name (a crash struck between the two) is moved to ``.torn``
@@ -30,7 +30,7 @@ expects; when a write fails the file is cut back, later writes built on it fail
 with it, and the branch's pending head returns to its durable head.
 
 Retries: each branch keeps the ids of its last ``IDEMPOTENCY_WINDOW`` (10,000)
-records in memory (:mod:`eventstore._file_ids`), so an append checks its ids
+records in memory (:mod:`eventstore.file._id_window`), so an append checks its ids
 with a dict lookup per branch of the session. The first write to a session
 after the store opens, or after the session left the cache, reads those ids
 from the tail of each of its branch files. An id older than the window is not
@@ -49,8 +49,8 @@ from typing import Literal
 
 import msgspec
 
-from ._base import EventStore, replay, resolve_retry
-from ._errors import (
+from .._base import EventStore, replay, resolve_retry
+from .._errors import (
     BranchClosed,
     BranchExists,
     BranchNotFound,
@@ -59,12 +59,15 @@ from ._errors import (
     ReadOnlyStore,
     StorageError,
 )
-from ._file_batch import encode_batch
-from ._file_ids import forget, recent_ids, remember
-from ._file_index import SPACING, Owner, read_chunk
-from ._file_leftover import LINK_REFUSED, check_unnamed
-from ._file_lock import acquire_lock, release_lock
-from ._file_manifest import (
+from .._ids import MAIN, check_identifier
+from .._lineage import ancestors, check_merge, merged_records, segments
+from .._records import BranchInfo, EventRecord, MergeResult, utc_now
+from ._batch import encode_batch
+from ._id_window import forget, recent_ids, remember
+from ._index import SPACING, Owner, read_chunk
+from ._leftover import LINK_REFUSED, check_unnamed
+from ._lock import acquire_lock, release_lock
+from ._manifest import (
     MANIFEST,
     BranchMeta,
     Manifest,
@@ -72,12 +75,9 @@ from ._file_manifest import (
     read_manifest,
     write_manifest,
 )
-from ._file_session import Branch, Session, list_session_dirs, manifest_stamp
-from ._file_tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
-from ._file_writer import FileOps, Writer
-from ._ids import MAIN, check_identifier
-from ._lineage import ancestors, check_merge, merged_records, segments
-from ._records import BranchInfo, EventRecord, MergeResult, utc_now
+from ._session import Branch, Session, list_session_dirs, manifest_stamp
+from ._tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
+from ._writer import FileOps, Writer
 
 __all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 

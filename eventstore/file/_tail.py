@@ -5,7 +5,7 @@ bytes that are not a record): a writer cuts it off and appends it to
 ``<branch>.jsonl.torn`` so nothing is silently mixed into reads or lost from
 sight; a read-only store just stops before it (the writer may be mid-write).
 A batch cut short by a kill (its last complete line carries a ``batch_end``
-beyond its own sequence, see :mod:`eventstore._file_batch`) goes the same way,
+beyond its own sequence, see :mod:`eventstore.file._batch`) goes the same way,
 back to its first line. Anything wrong on the line before is real corruption:
 :class:`CorruptLog`.
 
@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 
-from ._codec import decode_line
-from ._errors import CorruptLog
-from ._file_batch import batch_end
-from ._file_index import Owner, count_lines, last_line
-from ._file_leftover import BRANCH_SUFFIX, branch_handle, check_leftover, leftover_problem
-from ._file_writer import FileOps, Writer
-from ._ids import is_valid_identifier
-from ._records import EventRecord
+from .._codec import decode_line
+from .._errors import CorruptLog
+from .._ids import is_valid_identifier
+from .._records import EventRecord
+from ._batch import batch_end
+from ._index import Owner, count_lines, last_line
+from ._leftover import BRANCH_SUFFIX, branch_handle, check_leftover, leftover_problem
+from ._writer import FileOps, Writer
 
 __all__ = (
     "TORN_SUFFIX",

@@ -18,11 +18,11 @@ from itertools import islice
 
 import msgspec
 
-from ._base import IDEMPOTENCY_WINDOW
-from ._file_index import CHUNK, Owner, SparseIndex, corrupt_at
-from ._file_session import Branch
-from ._file_writer import FileOps
-from ._records import EventRecord
+from .._base import IDEMPOTENCY_WINDOW
+from .._records import EventRecord
+from ._index import CHUNK, Owner, SparseIndex, corrupt_at
+from ._session import Branch
+from ._writer import FileOps
 
 __all__ = ("forget", "recent_ids", "remember")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._errors import StorageError
+from .._errors import StorageError
 
 __all__ = ("SCHEMA_VERSION", "Statements", "check_schema_name", "migrate")
 

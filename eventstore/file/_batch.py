@@ -9,7 +9,7 @@ appends and the last line of a batch carry nothing, so they cost nothing.
 
 When a branch is opened, a last complete line with a ``batch_end`` beyond its
 own sequence is the proof of a batch cut short: the tail scan cuts back to the
-batch's first line (:func:`eventstore._file_tail.open_tail`).
+batch's first line (:func:`eventstore.file._tail.open_tail`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from ._errors import InvalidEvent
-from ._records import EventRecord
+from .._errors import InvalidEvent
+from .._records import EventRecord
 
 __all__ = ("BATCH_END", "batch_end", "encode_batch")
 

@@ -4,7 +4,7 @@ A new root branch's first events are written before the manifest entry that
 names them (:meth:`FileEventStore._create_root`), so a kill between the two
 leaves a file nothing names. That file is exactly one write: one batch that
 starts at sequence 1 (all its lines but the last carry the batch's
-``batch_end``, :mod:`eventstore._file_batch`), perhaps cut short. Its events
+``batch_end``, :mod:`eventstore.file._batch`), perhaps cut short. Its events
 were never acknowledged and the store may move them aside.
 
 Anything else in an unnamed file was acknowledged once: a second write, a
@@ -19,13 +19,13 @@ from __future__ import annotations
 import errno
 import os
 
-from ._codec import decode_line
-from ._errors import CorruptLog
-from ._file_batch import batch_end
-from ._file_index import count_lines, last_line
-from ._file_writer import FileOps, Writer, _Handle
-from ._ids import is_valid_identifier
-from ._records import EventRecord
+from .._codec import decode_line
+from .._errors import CorruptLog
+from .._ids import is_valid_identifier
+from .._records import EventRecord
+from ._batch import batch_end
+from ._index import count_lines, last_line
+from ._writer import FileOps, Writer, _Handle
 
 __all__ = (
     "BRANCH_SUFFIX",
@@ -100,7 +100,7 @@ def leftover_problem(
 
     ``None`` for a crash's leftover (or an empty file): its events were never
     acknowledged. An unreadable last line is a torn tail and ignored, as when
-    a named branch is opened (:func:`eventstore._file_tail.open_tail`).
+    a named branch is opened (:func:`eventstore.file._tail.open_tail`).
     """
     start, last = last_line(ops, fd, size)
     record = decode_line(last)

@@ -56,8 +56,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ._base import EventStore, replay, resolve_retry
-from ._errors import (
+from .._base import EventStore, replay, resolve_retry
+from .._errors import (
     BranchClosed,
     BranchExists,
     BranchNotFound,
@@ -66,14 +66,14 @@ from ._errors import (
     StorageError,
     StoreClosed,
 )
-from ._ids import MAIN
-from ._lineage import check_merge, merged_records
-from ._pg_listen import Listener, Watch, encode_notice
-from ._pg_pool import ConnectionPool
-from ._pg_schema import Statements, check_schema_name, migrate
-from ._records import BranchInfo, EventRecord, MergeResult, utc_now
-from ._ulid import new_ulid
-from ._validate import MAX_SEQUENCE
+from .._ids import MAIN
+from .._lineage import check_merge, merged_records
+from .._records import BranchInfo, EventRecord, MergeResult, utc_now
+from .._ulid import new_ulid
+from .._validate import MAX_SEQUENCE
+from ._listen import Listener, Watch, encode_notice
+from ._pool import ConnectionPool
+from ._schema import Statements, check_schema_name, migrate
 
 __all__ = ("PostgresEventStore",)
 

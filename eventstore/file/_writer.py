@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import StorageError, StoreClosed
+from .._errors import StorageError, StoreClosed
 
 __all__ = ("FileOps", "Writer", "storage_error")
 

@@ -6,10 +6,10 @@ import asyncio
 import os
 import stat
 
-from ._file_index import SparseIndex
-from ._file_manifest import MANIFEST, BranchMeta, Manifest, PendingMerge
-from ._ids import is_valid_identifier
-from ._records import BranchInfo
+from .._ids import is_valid_identifier
+from .._records import BranchInfo
+from ._index import SparseIndex
+from ._manifest import MANIFEST, BranchMeta, Manifest, PendingMerge
 
 __all__ = ("Branch", "Session", "list_session_dirs", "manifest_stamp")
 
@@ -52,7 +52,7 @@ class Branch:
         self.waiters: list[asyncio.Future[None]] = []
         self.index = SparseIndex()
         self.noted = 0
-        #: Recent own event ids -> sequences (:mod:`eventstore._file_ids`); None: not read yet.
+        #: Recent own event ids -> sequences (:mod:`._id_window`); None: not read yet.
         self.ids: dict[str, int] | None = None
 
     @property

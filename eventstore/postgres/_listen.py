@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ._errors import StorageError, StoreClosed
-from ._records import Position
+from .._errors import StorageError, StoreClosed
+from .._records import Position
 
 __all__ = ("Listener", "Watch", "encode_notice")
 

@@ -28,9 +28,9 @@ from typing import Annotated
 
 import msgspec
 
-from ._errors import CorruptLog
-from ._file_writer import FileOps
-from ._ids import is_valid_identifier
+from .._errors import CorruptLog
+from .._ids import is_valid_identifier
+from ._writer import FileOps
 
 __all__ = (
     "MANIFEST",

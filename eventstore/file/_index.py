@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import msgspec
 
-from ._codec import decode_record, decode_records
-from ._errors import CorruptLog
-from ._file_writer import FileOps
-from ._records import EventRecord
+from .._codec import decode_record, decode_records
+from .._errors import CorruptLog
+from .._records import EventRecord
+from ._writer import FileOps
 
 __all__ = (
     "CHUNK",
