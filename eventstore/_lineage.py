@@ -5,17 +5,30 @@ Its logical history is its parent's logical history up to ``fork_sequence``,
 then its own events. Reading a range therefore splits into at most one
 contiguous *segment* per ancestor, each read from that ancestor's own storage,
 which keeps lineage reads at O(events read).
+
+The branch graph of a session's :class:`BranchInfo` list (:func:`children`,
+:func:`parents_first`) serves the tools that walk it: ``export --all`` order
+and the ``branches`` tree drawing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ._errors import InvalidBranchOperation
-from ._records import EventRecord
+from ._ids import MAIN
+from ._records import BranchInfo, EventRecord
 
-__all__ = ("BranchLike", "Segment", "ancestors", "merged_records", "segments")
+__all__ = (
+    "BranchLike",
+    "Segment",
+    "ancestors",
+    "children",
+    "merged_records",
+    "parents_first",
+    "segments",
+)
 
 
 class BranchLike(Protocol):
@@ -61,6 +74,36 @@ def segments(
         current = info.parent_branch
     found.reverse()
     return found
+
+
+def children(
+    branches: Sequence[BranchInfo], key: Callable[[BranchInfo], Any]
+) -> dict[str | None, list[BranchInfo]]:
+    """Each branch's children sorted by ``key``; the roots under ``None``.
+
+    A branch whose parent is not in ``branches`` counts as a root.
+    """
+    known = {info.branch_id for info in branches}
+    found: dict[str | None, list[BranchInfo]] = {}
+    for info in branches:
+        parent = info.parent_branch if info.parent_branch in known else None
+        found.setdefault(parent, []).append(info)
+    for group in found.values():
+        group.sort(key=key)
+    return found
+
+
+def parents_first(branches: Sequence[BranchInfo]) -> list[str]:
+    """Branch ids ordered so each comes after its parent: level by level, ``main`` first."""
+    graph = children(branches, lambda info: (info.branch_id != MAIN, info.branch_id))
+    order: list[str] = []
+    pending: list[str | None] = [None]
+    while pending:
+        for info in graph.get(pending.pop(0), []):
+            if info.branch_id not in order:
+                order.append(info.branch_id)
+                pending.append(info.branch_id)
+    return order
 
 
 def check_merge(

@@ -27,11 +27,13 @@ from .._records import EventRecord
 from ._batch import batch_end
 from ._index import Owner, count_lines, last_line
 from ._leftover import BRANCH_SUFFIX, branch_handle, check_leftover, leftover_problem
+from ._manifest import MANIFEST
 from ._writer import FileOps, Writer
 
 __all__ = (
     "TORN_SUFFIX",
     "cut_back",
+    "lost_events",
     "open_tail",
     "prepare_root",
     "set_aside",
@@ -112,13 +114,19 @@ def _check_known(path: str, head: int, known_head: int) -> None:
 
     :raises CorruptLog: then.
     """
-    if head < known_head:
-        raise CorruptLog(
-            path,
-            0,
-            f"holds sequences up to {head}, but branches.json records that the branch "
-            f"reached {known_head}: acknowledged events are missing",
-        )
+    reason = lost_events(head, known_head)
+    if reason is not None:
+        raise CorruptLog(path, 0, reason)
+
+
+def lost_events(head: int, known_head: int) -> str | None:
+    """Why a branch file whose records end at ``head`` lost history, ``None`` if it did not."""
+    if head >= known_head:
+        return None
+    return (
+        f"holds sequences up to {head}, but {MANIFEST} records that the branch "
+        f"reached {known_head}: acknowledged events are missing"
+    )
 
 
 def _check_last(

@@ -422,7 +422,7 @@ def test_user_mistakes(copy_root: Path, args: list[str], expected: str) -> None:
 def test_main_returns_the_exit_code_in_process(
     store_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from journal._cli import main
+    from journal.cli import main
 
     assert main(["--root", str(store_root), "show", "nope"]) == 2
     assert capsys.readouterr().err == (

@@ -14,7 +14,7 @@ import pytest
 
 from eventstore import EventRecord
 from eventstore.file import FileEventStore
-from journal._cli import main
+from journal.cli import main
 
 from .test_cli import run, snapshot
 

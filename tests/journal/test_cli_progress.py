@@ -19,7 +19,7 @@ import pytest
 
 from eventstore import EventRecord
 from eventstore.file import FileEventStore
-from journal._cli_progress import Progress
+from journal.cli._progress import Progress
 
 PROJECT = str(Path(__file__).resolve().parents[2])
 TIMEOUT = 60
@@ -27,8 +27,8 @@ EVENTS = 300
 
 #: The CLI with the display's timing zeroed, so a short command still draws.
 CHILD = (
-    "import sys; import journal._cli_progress as p; p.DELAY = p.INTERVAL = 0.0; "
-    "from journal._cli import main; raise SystemExit(main(sys.argv[1:]))"
+    "import sys; import journal.cli._progress as p; p.DELAY = p.INTERVAL = 0.0; "
+    "from journal.cli import main; raise SystemExit(main(sys.argv[1:]))"
 )
 
 

@@ -13,9 +13,7 @@ import msgspec
 import pytest
 
 from eventstore import EventRecord
-from eventstore.file import FileEventStore
-from journal._cli import CliError
-from journal._cli_verify import verify_root
+from eventstore.file import FileEventStore, verify
 
 
 @pytest.fixture
@@ -35,8 +33,8 @@ async def root(tmp_path: Path) -> Path:
 
 
 def messages(root: Path) -> list[tuple[str, int, str]]:
-    report = verify_root(root)
-    return [(Path(p.path).name, p.line, p.message) for p in report.problems]
+    report = verify(root)
+    return [(Path(p.path).name, p.line, p.reason) for p in report.damage]
 
 
 def edit_manifest(root: Path, change: dict[str, object], branch: str | None = None) -> None:
@@ -52,15 +50,15 @@ def edit_manifest(root: Path, change: dict[str, object], branch: str | None = No
 
 
 def test_a_healthy_store_has_no_problems(root: Path) -> None:
-    report = verify_root(root)
-    assert (report.sessions, report.branches, report.events) == (1, 3, 10)
-    assert report.problems == []
-    assert report.notes == []
+    report = verify(root)
+    assert (report.sessions, report.branches, report.records) == (1, 3, 10)
+    assert report.damage == ()
+    assert report.notes == ()
 
 
 def test_unknown_session(root: Path) -> None:
-    with pytest.raises(CliError, match="unknown session 'nope'"):
-        verify_root(root, "nope")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        verify(root, "nope")
 
 
 def test_an_unparseable_line_in_the_middle_is_reported_once(root: Path) -> None:
@@ -89,7 +87,7 @@ async def test_a_batch_cut_short_by_a_kill_is_reported(tmp_path: Path) -> None:
         await store.append_batch([EventRecord.new("b", "main", n, "k", n) for n in (2, 3, 4)])
     log = tmp_path / "b" / "main.jsonl"
     whole = log.read_bytes()
-    assert verify_root(tmp_path).problems == []
+    assert verify(tmp_path).damage == ()
     # A kill after the batch's first two lines: each is complete, the batch is not.
     # (Not the session's first write: its manifest comes after it, naming it whole.)
     log.write_bytes(b"".join(whole.splitlines(keepends=True)[:3]))
@@ -164,8 +162,8 @@ def test_files_the_store_cannot_see(root: Path) -> None:
     orphan.mkdir()
     (orphan / "main.jsonl").write_bytes(b"")
     (root / "s" / "main.jsonl.torn").write_bytes(b"{half")
-    report = verify_root(root)
-    found = [(Path(p.path).name, p.message) for p in report.problems]
+    report = verify(root)
+    found = [(Path(p.path).name, p.reason) for p in report.damage]
     # A copy of another branch's records is no crash's leftover: damage, which the store refuses.
     assert (
         "stray.jsonl",
@@ -174,7 +172,7 @@ def test_files_the_store_cannot_see(root: Path) -> None:
     ) in found
     # An empty file no manifest names is what a kill before a first write leaves: no damage.
     assert not any(name == "main.jsonl" for name, _ in found)
-    assert any(p.message == "record of s/main in the file of s/stray" for p in report.problems)
+    assert any(p.reason == "record of s/main in the file of s/stray" for p in report.damage)
     assert [Path(n.path).name for n in report.notes] == ["main.jsonl.torn"]
 
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from eventstore import EventRecord, StorageError
-from eventstore.file import FileEventStore
+from eventstore.file import FileEventStore, verify
 from eventstore.file._batch import encode_batch
-from journal._cli import main
-from journal._cli_verify import verify_root
+from journal.cli import main
 
 from ..eventstore._file_helpers import FaultyOps
 
@@ -48,10 +47,10 @@ async def test_enospc_in_a_first_append_is_a_note_not_damage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     leftover = await _first_append_fails(tmp_path)
-    report = verify_root(tmp_path)
-    assert report.problems == []
+    report = verify(tmp_path)
+    assert report.damage == ()
     assert [(note.path, note.line) for note in report.notes] == [(str(leftover), 0)]
-    assert "never acknowledged" in report.notes[0].message
+    assert "never acknowledged" in report.notes[0].reason
     code, out = await _verify(tmp_path, capsys)
     assert code == 0, out
     assert f"note: {leftover}: no branches.json" in out
@@ -66,8 +65,8 @@ async def test_the_writer_moves_the_leftover_aside_when_it_loads_the_session(
         assert await store.head("new") == 0
     assert leftover.read_bytes() == b""
     assert (tmp_path / "new" / "main.jsonl.torn").read_bytes() == data
-    report = verify_root(tmp_path)
-    assert report.problems == []
+    report = verify(tmp_path)
+    assert report.damage == ()
     assert [note.path for note in report.notes] == [str(leftover) + ".torn"]
     async with FileEventStore(tmp_path) as store:
         assert await store.append(ev("new", 1))
@@ -87,10 +86,10 @@ async def test_a_new_root_branch_cut_off_in_a_named_session(
         data = data[:-cut]
     leftover = tmp_path / "s1" / "other.jsonl"
     leftover.write_bytes(data)
-    report = verify_root(tmp_path)
-    assert report.problems == []
+    report = verify(tmp_path)
+    assert report.damage == ()
     assert [note.path for note in report.notes] == [str(leftover)]
-    assert report.events == 1
+    assert report.records == 1
     async with FileEventStore(tmp_path) as store:
         assert [b.branch_id for b in await store.list_branches("s1")] == ["main"]
     assert (tmp_path / "s1" / "other.jsonl.torn").read_bytes().startswith(data)
@@ -108,8 +107,8 @@ async def test_an_unnamed_file_with_two_writes_is_still_damage(
     )
     lost = tmp_path / "s1" / "other.jsonl"
     lost.write_bytes(data)
-    report = verify_root(tmp_path)
-    assert [problem.path for problem in report.problems] == [str(lost)]
+    report = verify(tmp_path)
+    assert [problem.path for problem in report.damage] == [str(lost)]
     async with FileEventStore(tmp_path) as store:
         assert await store.head("s1") == 1
     # The writer leaves what may be acknowledged history where it is.

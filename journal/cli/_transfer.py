@@ -28,39 +28,46 @@ from typing import BinaryIO
 import msgspec
 
 from eventstore import BranchInfo, EventRecord, EventStore, InvalidEvent
+from eventstore._codec import decode_record
+from eventstore._lineage import parents_first
 from eventstore._validate import check_event
 from eventstore.file._batch import encode_batch
 
-from ._cli import EXIT_OK, CliError, Context
-from ._cli_commands import require_branch, require_session
-from ._cli_progress import Progress
-from ._cli_render import plural
+from ._context import (
+    EXIT_OK,
+    SESSION,
+    AddCommand,
+    CliError,
+    Context,
+    add_branch,
+    add_session,
+    require_branch,
+    require_session,
+)
+from ._progress import Progress
+from ._render import plural
 
-__all__ = ("export", "import_", "parents_first")
+__all__ = ("add_export", "add_import", "export", "import_")
+
+
+def add_export(command: AddCommand) -> None:
+    """Register ``export``."""
+    p = command("export", "Write a branch's history to stdout, one JSON record per line.", export)
+    add_session(p)
+    group = p.add_mutually_exclusive_group()
+    add_branch(group)
+    group.add_argument("--all", action="store_true", help="every branch, parents first")
+
+
+def add_import(command: AddCommand) -> None:
+    """Register ``import``."""
+    p = command("import", "Load records written by export; creates the root if needed.", import_)
+    p.add_argument("file", metavar="FILE", help="JSONL records, or - for stdin")
+    p.add_argument("--session", type=SESSION, metavar="NEW", help="import under this id")
+
 
 #: Records per ``append_batch`` on import.
 BATCH = 1000
-
-_decode_record = msgspec.json.Decoder(EventRecord).decode
-
-
-def parents_first(infos: Sequence[BranchInfo]) -> list[str]:
-    """Branch ids ordered so each comes after its parent (``main`` first)."""
-    known = {info.branch_id for info in infos}
-    children: dict[str | None, list[BranchInfo]] = {}
-    for info in infos:
-        parent = info.parent_branch if info.parent_branch in known else None
-        children.setdefault(parent, []).append(info)
-    order: list[str] = []
-    pending: list[str | None] = [None]
-    while pending:
-        parent = pending.pop(0)
-        group = sorted(children.get(parent, []), key=lambda b: (b.branch_id != "main", b.branch_id))
-        for info in group:
-            if info.branch_id not in order:
-                order.append(info.branch_id)
-                pending.append(info.branch_id)
-    return order
 
 
 async def export(ctx: Context) -> int:
@@ -158,7 +165,7 @@ def _records(source: _Input, session: str | None) -> Iterator[tuple[int, EventRe
     """The file's records with their line numbers, renamed to ``session`` if given."""
     for number, line in source.lines():
         try:
-            record = _decode_record(line)
+            record = decode_record(line)
         except msgspec.DecodeError as exc:
             raise CliError(f"{source.label}:{number}: not an event record: {exc}") from None
         if session is not None:
@@ -180,7 +187,7 @@ def _check_file(source: _Input, session: str | None) -> list[str]:
     places: dict[tuple[str, str], tuple[str, int, int]] = {}
     for number, line in source.lines():
         try:
-            record = check_event(_decode_record(line))
+            record = check_event(decode_record(line))
         except ValueError as exc:
             raise CliError(f"{label}:{number}: not an event record: {exc}") from None
         sessions.setdefault(record.session_id, number)
@@ -403,12 +410,10 @@ async def import_(ctx: Context) -> int:
         "already_present": importer.present,
         "branches_created": importer.created,
     }
-    if ctx.json:
-        ctx.out.json(summary)
-    else:
-        ctx.out.line(
-            f"imported {importer.imported} events into {', '.join(sessions)} "
-            f"({importer.present} already present, "
-            f"{plural(importer.created, 'branch', 'branches')} created)"
-        )
+    ctx.result(
+        summary,
+        f"imported {importer.imported} events into {', '.join(sessions)} "
+        f"({importer.present} already present, "
+        f"{plural(importer.created, 'branch', 'branches')} created)",
+    )
     return EXIT_OK

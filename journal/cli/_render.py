@@ -11,13 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
 
-import msgspec
-
-from eventstore import BranchInfo, EventRecord
+from eventstore import MAIN, BranchInfo, EventRecord
+from eventstore._json import encode
+from eventstore._lineage import children
 
 __all__ = ("Output", "branch_tree", "format_record", "format_time", "plural", "table")
-
-_encode = msgspec.json.Encoder().encode
 
 
 class Output:
@@ -57,7 +55,7 @@ class Output:
 
     def json(self, value: Any) -> None:
         """Write ``value`` as one compact JSON line (records exactly as stored)."""
-        self._stream.write(_encode(value) + b"\n")
+        self._stream.write(encode(value) + b"\n")
         if self.follow:
             self._stream.flush()
 
@@ -80,8 +78,8 @@ def _compact(data: Any) -> str:
     if data is None:
         return ""
     if isinstance(data, str):
-        return data if data.isprintable() else _encode(data).decode()
-    return _encode(data).decode()
+        return data if data.isprintable() else encode(data).decode()
+    return encode(data).decode()
 
 
 def format_record(record: EventRecord, branch_id: str, width: int | None = None) -> str:
@@ -135,17 +133,11 @@ def _describe(info: BranchInfo) -> list[object]:
 
 def branch_tree(branches: Sequence[BranchInfo]) -> list[str]:
     """The branches as a tree under their roots, children in fork order."""
-    children: dict[str | None, list[BranchInfo]] = {}
-    known = {info.branch_id for info in branches}
-    for info in branches:
-        parent = info.parent_branch if info.parent_branch in known else None
-        children.setdefault(parent, []).append(info)
-    for group in children.values():
-        group.sort(key=lambda b: (b.branch_id != "main", b.fork_sequence, b.created_at))
+    graph = children(branches, lambda b: (b.branch_id != MAIN, b.fork_sequence, b.created_at))
     rows: list[list[object]] = []
 
     def walk(parent: str | None, prefix: str) -> None:
-        group = children.get(parent, [])
+        group = graph.get(parent, [])
         for index, info in enumerate(group):
             last = index == len(group) - 1
             if parent is None:

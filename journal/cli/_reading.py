@@ -1,4 +1,7 @@
-"""The ``eventstore`` commands that go through the store's public API."""
+"""The reading commands: ``sessions``, ``branches``, ``show``, ``tail``, ``diff``, ``stats``.
+
+They open the store ``read_only=True``, so they work while a writer process holds it.
+"""
 
 from __future__ import annotations
 
@@ -8,50 +11,75 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from eventstore import BranchInfo, BranchNotFound, EventRecord, EventStore
+from eventstore import BranchInfo, EventRecord, EventStore
+from eventstore._lineage import segments
 from eventstore.file import FileEventStore
 
-from ._cli import EXIT_OK, CliError, Context
-from ._cli_render import branch_tree, format_record, format_time, plural, table
+from ._context import (
+    BRANCH,
+    EXIT_OK,
+    AddCommand,
+    Context,
+    add_branch,
+    add_session,
+    require_branch,
+    require_session,
+    seconds,
+    sequence,
+)
+from ._render import branch_tree, format_record, format_time, plural, table
 
 __all__ = (
+    "add_commands",
     "branches",
+    "common_sequence",
     "diff",
-    "fork",
-    "lineage",
-    "merge",
-    "require_branch",
-    "require_session",
     "sessions",
     "show",
     "stats",
     "tail",
 )
 
+
+def add_commands(command: AddCommand) -> None:
+    """Register the reading commands."""
+    command("sessions", "List sessions: branches, events, last activity.", sessions)
+
+    p = command("branches", "Show a session's branch tree: fork points, heads, merges.", branches)
+    add_session(p)
+
+    p = command("show", "Print a branch's history, inherited events included.", show)
+    add_session(p)
+    add_branch(p)
+    p.add_argument("--from", dest="from_sequence", type=sequence(1), default=1, metavar="N")
+    p.add_argument("--to", dest="to_sequence", type=sequence(0), metavar="M")
+    p.add_argument(
+        "--kind",
+        "-k",
+        dest="kinds",
+        action="append",
+        metavar="K",
+        help="only events of kind K (repeat it, or K1,K2)",
+    )
+
+    p = command("tail", "Print the last events; with -f, follow a writer until Ctrl-C.", tail)
+    add_session(p)
+    add_branch(p)
+    p.add_argument("-n", "--lines", type=sequence(0), default=10, metavar="N", help="default 10")
+    p.add_argument("-f", "--follow", action="store_true", help="wait for new events")
+    p.add_argument("--interval", type=seconds, default=0.1, metavar="S", help="poll every S s")
+
+    p = command("diff", "Where two branches diverge and what each did since.", diff)
+    add_session(p)
+    p.add_argument("a", type=BRANCH, metavar="A")
+    p.add_argument("b", type=BRANCH, metavar="B")
+
+    p = command("stats", "Sessions, events and bytes; the largest sessions.", stats)
+    p.add_argument("--top", type=sequence(0), default=5, metavar="N", help="default 5")
+
+
 #: Seconds between checks that ``tail -f``'s reader is still there.
 READER_CHECK = 0.5
-
-
-async def require_session(store: EventStore, session_id: str) -> list[BranchInfo]:
-    """The session's branches.
-
-    :raises CliError: if the store has no such session.
-    """
-    found = await store.list_branches(session_id)
-    if not found:
-        raise CliError(f"unknown session {session_id!r} (see `eventstore sessions`)")
-    return found
-
-
-def require_branch(found: Sequence[BranchInfo], branch_id: str) -> BranchInfo:
-    """The named branch among ``found``.
-
-    :raises BranchNotFound: if it is not there.
-    """
-    for info in found:
-        if info.branch_id == branch_id:
-            return info
-    raise BranchNotFound(found[0].session_id, branch_id)
 
 
 async def _last_activity(store: EventStore, infos: Sequence[BranchInfo]) -> datetime | None:
@@ -168,41 +196,6 @@ async def _follow(ctx: Context, store: FileEventStore, head: int) -> None:
             await asyncio.wait({task})
 
 
-async def fork(ctx: Context) -> int:
-    """``eventstore fork SESSION NEW --from B --at N``."""
-    args = ctx.args
-    async with ctx.writer() as store:
-        await require_session(store, args.session)
-        info = await store.create_branch(
-            args.session, args.new_branch, from_branch=args.from_branch, fork_sequence=args.at
-        )
-    if ctx.json:
-        ctx.out.json(info)
-    else:
-        ctx.out.line(
-            f"created {info.session_id}/{info.branch_id} from {info.parent_branch} "
-            f"at sequence {info.fork_sequence}"
-        )
-    return EXIT_OK
-
-
-async def merge(ctx: Context) -> int:
-    """``eventstore merge SESSION SOURCE TARGET``."""
-    args = ctx.args
-    async with ctx.writer() as store:
-        await require_session(store, args.session)
-        result = await store.merge_branch(args.session, args.source, args.target)
-    if ctx.json:
-        ctx.out.json(result)
-    else:
-        ctx.out.line(
-            f"merged {result.merged_events} events of {args.session}/{result.source_branch} "
-            f"into {result.target_branch} (head {result.target_head}); "
-            f"{result.source_branch} is now closed"
-        )
-    return EXIT_OK
-
-
 def _disk_usage(path: Path) -> int:
     total = 0
     with os.scandir(path) as entries:
@@ -264,28 +257,12 @@ def _human(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def lineage(infos: Sequence[BranchInfo], branch_id: str) -> list[tuple[str, int, int]]:
-    """``(owner, first, last)`` ranges making up the branch's history, root first."""
-    by_id = {info.branch_id: info for info in infos}
-    found: list[tuple[str, int, int]] = []
-    upper = by_id[branch_id].head
-    current: str | None = branch_id
-    seen: set[str] = set()
-    while current is not None and current in by_id and current not in seen:
-        seen.add(current)
-        info = by_id[current]
-        if info.fork_sequence + 1 <= upper:
-            found.append((current, info.fork_sequence + 1, upper))
-        upper = min(upper, info.fork_sequence)
-        current = info.parent_branch
-    return found[::-1]
-
-
 def common_sequence(infos: Sequence[BranchInfo], a: str, b: str) -> int:
     """The last sequence the two branches' histories share (0: nothing)."""
     common = 0
+    by_id = {info.branch_id: info for info in infos}
     for (owner_a, first_a, last_a), (owner_b, first_b, last_b) in zip(
-        lineage(infos, a), lineage(infos, b), strict=False
+        segments(by_id, a, 1, None), segments(by_id, b, 1, None), strict=False
     ):
         if owner_a != owner_b or first_a != first_b:
             break

@@ -1,0 +1,35 @@
+"""The CLI package: every command registered with its handler, in the order ``--help`` shows."""
+
+from __future__ import annotations
+
+import argparse
+
+from journal.cli import build_parser
+
+COMMANDS = [
+    "sessions",
+    "branches",
+    "show",
+    "tail",
+    "diff",
+    "stats",
+    "verify",
+    "export",
+    "fork",
+    "merge",
+    "import",
+]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_every_command_has_its_handler_in_the_old_order() -> None:
+    found = _subcommands(build_parser())
+    assert list(found) == COMMANDS
+    for name, parser in found.items():
+        handler = parser.get_default("handler")
+        assert callable(handler), name
+        assert handler.__module__.startswith("journal.cli._"), name
