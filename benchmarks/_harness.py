@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore import EventRecord, EventStore, new_ulid
-from eventstore._codec import encode_line
+from eventstore._json import encode
 
 __all__ = (
     "MODES",
@@ -278,7 +278,7 @@ def make_records(
 
 def record_lines(records: list[EventRecord]) -> list[bytes]:
     """The exact bytes a JSONL store writes for each record."""
-    return [encode_line(r) for r in records]
+    return [encode(r) + b"\n" for r in records]
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

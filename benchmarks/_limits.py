@@ -1,6 +1,6 @@
 """The physical limit: what the disk and the decoder allow with no store at all.
 
-Same bytes as the JSONL store writes (``encode_line`` of the same records),
+Same bytes as the JSONL store writes (each record encoded plus a newline),
 written by a plain ``os.write`` loop into an ``O_APPEND`` file, and read back
 with one ``read`` + ``msgspec`` ``decode_lines``. A store cannot beat these
 in the same configuration; how close it gets is the engineering headroom.

@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-import msgspec
-
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
+from ._json import encode_sorted
 from ._records import BranchInfo, EventRecord, MergeResult, Position
 from ._validate import check_batch, check_event, check_range, check_sequence_arg
 
@@ -31,8 +30,6 @@ PAGE_SIZE = 1000
 #: first write to a session after the store opens.
 IDEMPOTENCY_WINDOW = 10_000
 
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
-
 
 def same_write(stored: EventRecord, event: EventRecord) -> bool:
     """Whether ``event`` asks for what ``stored`` holds: a retry of that write.
@@ -44,8 +41,8 @@ def same_write(stored: EventRecord, event: EventRecord) -> bool:
     return (
         stored.branch_id == event.branch_id
         and stored.kind == event.kind
-        and _encode_sorted(stored.data) == _encode_sorted(event.data)
-        and _encode_sorted(stored.metadata) == _encode_sorted(event.metadata)
+        and encode_sorted(stored.data) == encode_sorted(event.data)
+        and encode_sorted(stored.metadata) == encode_sorted(event.metadata)
     )
 
 

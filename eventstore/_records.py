@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from ._fields import check_fields
 from ._ulid import new_ulid
 
 __all__ = ("BranchInfo", "EventRecord", "MergeResult", "Position", "utc_now")
@@ -59,8 +60,6 @@ class EventRecord(msgspec.Struct, frozen=True):
         :raises InvalidEvent: for an empty ``kind``, a sequence below 1, or a
             ``data``/``metadata`` value that is not plain JSON.
         """
-        from ._validate import check_event
-
         record = cls(
             session_id=session_id,
             branch_id=branch_id,
@@ -70,7 +69,7 @@ class EventRecord(msgspec.Struct, frozen=True):
             metadata={} if metadata is None else metadata,
             event_id=new_ulid() if event_id is None else event_id,
         )
-        check_event(record)
+        check_fields(record)
         return record
 
 

@@ -28,12 +28,11 @@ from typing import Any
 
 import msgspec
 
+from ._json import decode as _decode
+from ._json import encode as _encode
 from ._records import EventRecord
 
 __all__ = ("Snapshot",)
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 _SCALARS = frozenset({type(None), bool, int, float, str})
 

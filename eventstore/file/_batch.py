@@ -19,14 +19,13 @@ from collections.abc import Sequence
 import msgspec
 
 from .._errors import InvalidEvent
+from .._json import encode_into
 from .._records import EventRecord
 
 __all__ = ("BATCH_END", "batch_end", "encode_batch")
 
 #: The marker's key, as it appears in a stored line.
 BATCH_END = b'"batch_end":'
-
-_encoder = msgspec.json.Encoder()
 
 
 class _Marker(msgspec.Struct):
@@ -48,7 +47,7 @@ def encode_batch(events: Sequence[EventRecord], max_record_size: int) -> bytes:
     last = len(events) - 1
     for n, event in enumerate(events):
         start = len(buf)
-        _encoder.encode_into(event, buf, -1)
+        encode_into(event, buf, -1)
         size = len(buf) - start + 1
         if size > max_record_size:
             raise InvalidEvent(

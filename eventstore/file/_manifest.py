@@ -30,6 +30,7 @@ import msgspec
 
 from .._errors import CorruptLog
 from .._ids import is_valid_identifier
+from .._json import encode
 from ._writer import FileOps
 
 __all__ = (
@@ -84,7 +85,6 @@ class Manifest(msgspec.Struct, kw_only=True):
     pending_merge: PendingMerge | None = None
 
 
-_encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Manifest)
 
 
@@ -234,7 +234,7 @@ def write_manifest(
         fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
             try:
-                data = _encoder.encode(manifest) + b"\n"
+                data = encode(manifest) + b"\n"
                 offset = 0
                 while offset < len(data):
                     offset += ops.pwrite(fd, data[offset:], offset)

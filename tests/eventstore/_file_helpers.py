@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eventstore import EventRecord
 from eventstore.file import FileOps
+from eventstore.file._batch import encode_batch
 
 
 def ev(session: str, seq: int, branch: str = "main", data: object = None) -> EventRecord:
@@ -75,6 +76,11 @@ class FaultyOps(FileOps):
     def ftruncate(self, fd: int, size: int) -> None:
         self.calls["ftruncate"] += 1
         super().ftruncate(fd, size)
+
+
+def encode_line(record: EventRecord) -> bytes:
+    """The line the file store writes for ``record`` appended on its own."""
+    return encode_batch([record], 2**31)
 
 
 def lines_of(path: Path) -> list[bytes]:

@@ -10,9 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore import EventRecord
-from eventstore._codec import decode_record, decode_records, encode, encode_line
+from eventstore._codec import decode_record, decode_records
+from eventstore._json import encode
 from eventstore._validate import check_event
 from eventstore.testing import event_records, json_values
+
+from ._file_helpers import encode_line
 
 
 @given(event_records())

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 from eventstore import FileEventStore
-from eventstore._codec import decode_record, encode_line
+from eventstore._codec import decode_record
 
-from ._file_helpers import ev, lines_of
+from ._file_helpers import encode_line, ev, lines_of
 
 
 async def _three_units(root: Path) -> tuple[list[bytes], list[int]]:

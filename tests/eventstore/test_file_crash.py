@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from eventstore import BranchExists, CorruptLog, FileEventStore
-from eventstore._codec import encode_line
 from eventstore.file._batch import encode_batch
 
-from ._file_helpers import FaultyOps, ev, lines_of
+from ._file_helpers import FaultyOps, encode_line, ev, lines_of
 
 
 async def _write(root: Path, count: int) -> list[bytes]:

@@ -30,9 +30,9 @@ from eventstore import (
     StoreLocked,
     is_valid_identifier,
 )
-from eventstore._codec import decode_record, encode_line
+from eventstore._codec import decode_record
 
-from ._file_helpers import ev, lines_of
+from ._file_helpers import encode_line, ev, lines_of
 
 # -- layout and manifest ---------------------------------------------------------
 
