@@ -154,7 +154,15 @@ def _add_branch(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGro
 
 
 def _reading_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    command("sessions", "List sessions: branches, events, last activity.")
+    # Imported late, as the handlers are: it imports this module for Context.
+    from ._cli_lifecycle import parse_since
+
+    p = command("sessions", "List sessions: branches, events, last activity.")
+    p.add_argument("--prefix", metavar="P", help="only ids starting with P")
+    p.add_argument(
+        "--active-since", type=parse_since, metavar="T", help="active since: 7d ago, or an ISO time"
+    )
+    p.add_argument("--limit", type=_sequence(0), metavar="N", help="at most N sessions")
 
     p = command("branches", "Show a session's branch tree: fork points, heads, merges.")
     _add_session(p)
@@ -221,6 +229,15 @@ def _writing_commands(command: Callable[[str, str], argparse.ArgumentParser]) ->
     p.add_argument("file", metavar="FILE", help="JSONL records, or - for stdin")
     p.add_argument("--session", type=_SESSION, metavar="NEW", help="import under this id")
 
+    _lifecycle_commands(command)
+
+
+def _lifecycle_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    # Imported late, as the handlers are: it imports this module for Context.
+    from ._cli_lifecycle import add_commands
+
+    add_commands(command)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eventstore`` command."""
@@ -254,6 +271,7 @@ Handler = Callable[[Context], Coroutine[Any, Any, int]]
 def _handlers() -> dict[str, Handler]:
     # Imported late: the command modules import this one for Context and CliError.
     from . import _cli_commands as commands
+    from ._cli_lifecycle import HANDLERS as lifecycle
     from ._cli_transfer import export, import_
     from ._cli_verify import verify
 
@@ -269,6 +287,7 @@ def _handlers() -> dict[str, Handler]:
         "verify": verify,
         "export": export,
         "import": import_,
+        **lifecycle,
     }
 
 
