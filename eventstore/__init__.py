@@ -26,6 +26,7 @@ from ._records import BranchInfo as BranchInfo
 from ._records import EventRecord as EventRecord
 from ._records import MergeResult as MergeResult
 from ._records import Position as Position
+from ._records import SessionInfo as SessionInfo
 from ._ulid import new_ulid as new_ulid
 from .file import FileEventStore as FileEventStore
 from .memory import MemoryEventStore as MemoryEventStore
@@ -49,6 +50,7 @@ __all__ = (
     "Position",
     "ReadOnlyStore",
     "SequenceConflict",
+    "SessionInfo",
     "StorageError",
     "StoreClosed",
     "StoreLocked",

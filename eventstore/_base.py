@@ -10,14 +10,22 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import ClassVar, Self
 
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
 from ._json import encode_sorted
-from ._records import BranchInfo, EventRecord, MergeResult, Position
-from ._validate import check_batch, check_event, check_range, check_sequence_arg
+from ._records import BranchInfo, EventRecord, MergeResult, Position, SessionInfo, utc_now
+from ._validate import (
+    check_batch,
+    check_event,
+    check_idle_for,
+    check_range,
+    check_sequence_arg,
+    check_sessions_query,
+)
 
 __all__ = ("IDEMPOTENCY_WINDOW", "EventStore", "replay", "resolve_retry", "same_write")
 
@@ -186,7 +194,9 @@ class EventStore(ABC):
 
         :raises SequenceConflict: if ``event.sequence != head + 1`` (and the
             event id is not stored).
-        :raises BranchClosed: if the branch was merged.
+        :raises BranchClosed: if the branch was closed or merged.
+        :raises BranchNotFound: if the branch is not ``main`` and does not exist:
+            only ``main`` comes into being by an append.
         :raises InvalidIdentifier: for a bad session or branch id.
         :raises InvalidEvent: for a bad kind, event id, sequence or payload, or
             an ``event_id`` the session already holds with other content.
@@ -212,7 +222,8 @@ class EventStore(ABC):
         :raises SequenceConflict: if the first sequence is not ``head + 1``.
         :raises InvalidEvent: for an empty, mixed or non-contiguous batch, one
             whose ids are stored only in part, or one with other content.
-        :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
+        :raises BranchClosed, BranchNotFound, InvalidIdentifier, StorageError, StoreClosed:
+            as :meth:`append`.
         """
         batch = check_batch(events)
         await self._ready()
@@ -230,7 +241,7 @@ class EventStore(ABC):
 
         :raises BranchExists: if ``branch_id`` exists.
         :raises BranchNotFound: if ``from_branch`` does not (``main`` always does).
-        :raises BranchClosed: if ``from_branch`` was merged.
+        :raises BranchClosed: if ``from_branch`` was closed or merged.
         :raises InvalidBranchOperation: if ``fork_sequence`` is outside ``0..head``.
         :raises InvalidIdentifier: for a bad id.
         """
@@ -251,7 +262,7 @@ class EventStore(ABC):
         """Append the source's own events to the target in one batch and close the source.
 
         :raises BranchNotFound: if either branch does not exist.
-        :raises BranchClosed: if either branch was already merged.
+        :raises BranchClosed: if either branch was already closed or merged.
         :raises InvalidBranchOperation: for a merge into itself or a descendant.
         :raises InvalidIdentifier: for a bad id.
         """
@@ -260,6 +271,115 @@ class EventStore(ABC):
         check_identifier(target_branch, "target_branch")
         await self._ready()
         return await self._merge_branch(session_id, source_branch, target_branch)
+
+    # -- lifecycle of sessions and branches --------------------------------------
+
+    async def close_branch(self, session_id: str, branch_id: str = MAIN) -> BranchInfo:
+        """Close a branch: it takes no more appends and no forks; its history stays.
+
+        Closing ``main`` is how a run says it is finished. Closing a closed (or
+        merged) branch changes nothing and returns its info. ``main`` always
+        exists: closing it in an unknown session creates the session, empty and
+        closed, so a run that ends before its first event can say so too.
+
+        :raises BranchNotFound: if the branch is not ``main`` and does not exist.
+        :raises InvalidIdentifier: for a bad id.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        await self._ready()
+        return await self._close_branch(session_id, branch_id)
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Erase the session: every branch, record and piece of metadata.
+
+        Afterwards nothing of it is left in the store: ``read`` returns ``[]``,
+        ``head`` 0, and the id may be used again from sequence 1. A crash during
+        the delete leaves the session whole or gone, never half. Waits for the
+        session's writes in progress (a pending merge included).
+
+        :returns: ``True`` if the session existed, ``False`` (a no-op) if not.
+        :raises InvalidIdentifier: for a bad id.
+        :raises StorageError: if the storage failed; the session is then whole or gone.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        await self._ready()
+        return await self._delete_session(session_id)
+
+    async def delete_branch(self, session_id: str, branch_id: str) -> None:
+        """Erase one branch and its own records; records merged from it elsewhere stay.
+
+        :raises BranchNotFound: if the branch does not exist.
+        :raises InvalidBranchOperation: for ``main`` (it goes only with its
+            session, see :meth:`delete_session`) or a branch that others fork from.
+        :raises InvalidIdentifier: for a bad id.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        if branch_id == MAIN:
+            raise InvalidBranchOperation(
+                session_id, branch_id, "main goes only with its session: use delete_session"
+            )
+        await self._ready()
+        await self._delete_branch(session_id, branch_id)
+
+    async def sessions(
+        self,
+        *,
+        prefix: str | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[SessionInfo]:
+        """Sessions with their size and activity, ordered by id.
+
+        :param prefix: only ids that start with it.
+        :param active_after: only sessions whose last activity is at or after it.
+        :param active_before: only sessions whose last activity is before it.
+        :param limit: at most this many.
+        :param after: only ids after it: the last id of the previous page.
+        :raises TypeError: for a non-string prefix or a bound that is not a datetime.
+        :raises ValueError: for a naive datetime or a negative limit.
+        :raises InvalidIdentifier: for a bad ``after``.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        query = check_sessions_query(prefix, active_after, active_before, limit, after)
+        await self._ready()
+        if query[3] == 0:
+            return []
+        return await self._sessions(*query)
+
+    async def expire(self, *, idle_for: timedelta) -> list[str]:
+        """Delete every session whose last activity is older than ``idle_for``.
+
+        Lists with :meth:`sessions` and deletes with :meth:`delete_session`, page
+        by page; a session written to while this runs may still be deleted if
+        it was idle when listed.
+
+        :returns: the deleted ids, sorted.
+        :raises TypeError: if ``idle_for`` is not a timedelta.
+        :raises ValueError: if it is negative.
+        :raises StorageError: if the storage failed (sessions deleted so far stay deleted).
+        :raises StoreClosed: after :meth:`close`.
+        """
+        cutoff = utc_now() - check_idle_for(idle_for)
+        deleted: list[str] = []
+        last: str | None = None
+        while True:
+            page = await self.sessions(active_before=cutoff, limit=PAGE_SIZE, after=last)
+            for info in page:
+                if await self.delete_session(info.session_id):
+                    deleted.append(info.session_id)  # noqa: PERF401 - awaits in the loop
+            if len(page) < PAGE_SIZE:
+                return deleted
+            last = page[-1].session_id
 
     # -- reads -----------------------------------------------------------------
 
@@ -417,6 +537,29 @@ class EventStore(ABC):
 
     @abstractmethod
     async def _list_sessions(self) -> list[str]: ...
+
+    async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
+        """Mark the branch closed (idempotent) and return its info."""
+        raise NotImplementedError(f"{type(self).__name__} cannot close branches")
+
+    async def _delete_session(self, session_id: str) -> bool:
+        """Erase the session, crash-safe; ``False`` if it does not exist."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete sessions")
+
+    async def _delete_branch(self, session_id: str, branch_id: str) -> None:
+        """Erase a non-main branch, raising as :meth:`delete_branch` documents."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete branches")
+
+    async def _sessions(
+        self,
+        prefix: str | None,
+        active_after: datetime | None,
+        active_before: datetime | None,
+        limit: int | None,
+        after: str | None,
+    ) -> list[SessionInfo]:
+        """A page of :meth:`sessions`; ``limit != 0``, ``prefix`` is non-empty or None."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list sessions with their info")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "unopened"

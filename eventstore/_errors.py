@@ -132,16 +132,18 @@ class BranchExists(EventStoreError):
 
 
 class BranchClosed(EventStoreError):
-    """The branch was merged; it takes no more appends and no forks."""
+    """The branch was closed or merged; it takes no more appends and no forks.
 
-    def __init__(self, session_id: str, branch_id: str, merged_into: str | None) -> None:
+    ``merged_into`` names the merge target, ``None`` for a branch closed by
+    :meth:`~eventstore.EventStore.close_branch`.
+    """
+
+    def __init__(self, session_id: str, branch_id: str, merged_into: str | None = None) -> None:
         self.session_id = session_id
         self.branch_id = branch_id
         self.merged_into = merged_into
-        super().__init__(
-            f"branch {branch_id!r} of session {session_id!r} is closed "
-            f"(merged into {merged_into!r})"
-        )
+        how = "" if merged_into is None else f" (merged into {merged_into!r})"
+        super().__init__(f"branch {branch_id!r} of session {session_id!r} is closed{how}")
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.session_id, self.branch_id, self.merged_into))

@@ -17,7 +17,7 @@ import msgspec
 from ._fields import check_fields
 from ._ulid import new_ulid
 
-__all__ = ("BranchInfo", "EventRecord", "MergeResult", "Position", "utc_now")
+__all__ = ("BranchInfo", "EventRecord", "MergeResult", "Position", "SessionInfo", "utc_now")
 
 
 def utc_now() -> datetime:
@@ -76,7 +76,9 @@ class EventRecord(msgspec.Struct, frozen=True):
 class BranchInfo(msgspec.Struct, frozen=True):
     """Where a branch comes from and how far it got.
 
-    A root branch has ``parent_branch=None`` and ``fork_sequence=0``.
+    A root branch has ``parent_branch=None`` and ``fork_sequence=0``. A closed
+    branch takes no more appends: one closed by
+    :meth:`~eventstore.EventStore.close_branch` or merged (``merged_into`` set).
     """
 
     session_id: str
@@ -86,6 +88,22 @@ class BranchInfo(msgspec.Struct, frozen=True):
     head: int
     created_at: datetime
     merged_into: str | None = None
+    closed: bool = False
+
+
+class SessionInfo(msgspec.Struct, frozen=True):
+    """One session as :meth:`~eventstore.EventStore.sessions` lists it.
+
+    ``events`` counts the records the session stores over all its branches (a
+    fork's inherited records once, a merge's copies again); ``last_activity`` is
+    the latest of any record's ``recorded_at`` and any branch's creation or close.
+    """
+
+    session_id: str
+    branches: int
+    events: int
+    created_at: datetime
+    last_activity: datetime
 
 
 class MergeResult(msgspec.Struct, frozen=True):

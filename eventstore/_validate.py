@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from ._errors import InvalidEvent
 from ._fields import MAX_DEPTH, MAX_SEQUENCE, check_fields
+from ._ids import check_identifier
 from ._records import EventRecord
 
 __all__ = (
@@ -14,8 +16,10 @@ __all__ = (
     "check_batch",
     "check_event",
     "check_event_json",
+    "check_idle_for",
     "check_range",
     "check_sequence_arg",
+    "check_sessions_query",
 )
 
 
@@ -92,3 +96,53 @@ def check_range(
     end = None if to_sequence is None else check_sequence_arg(to_sequence, "to_sequence", 0)
     cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
     return max(start, 1), end, cap
+
+
+def _check_moment(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime or None, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got {value!r}")
+    return value
+
+
+def check_sessions_query(
+    prefix: object, active_after: object, active_before: object, limit: object, after: object
+) -> tuple[str | None, datetime | None, datetime | None, int | None, str | None]:
+    """Validate the arguments of :meth:`EventStore.sessions`.
+
+    :raises TypeError: for a ``prefix`` that is not a string, or a bound that is not a
+        datetime.
+    :raises ValueError: for a naive datetime, a limit outside ``0..MAX_SEQUENCE``, or
+        a ``prefix`` longer than an identifier.
+    :raises InvalidIdentifier: for a bad ``after``.
+    """
+    if prefix is not None:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        if len(prefix) > 128:
+            raise ValueError("prefix must not be longer than an identifier (128 characters)")
+    cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
+    start = None if after is None else check_identifier(after, "after")
+    return (
+        prefix or None,
+        _check_moment(active_after, "active_after"),
+        _check_moment(active_before, "active_before"),
+        cap,
+        start,
+    )
+
+
+def check_idle_for(value: object) -> timedelta:
+    """Return a non-negative ``idle_for``.
+
+    :raises TypeError: if it is not a :class:`~datetime.timedelta`.
+    :raises ValueError: if it is negative.
+    """
+    if not isinstance(value, timedelta):
+        raise TypeError(f"idle_for must be a timedelta, got {type(value).__name__}")
+    if value < timedelta(0):
+        raise ValueError(f"idle_for must not be negative, got {value!r}")
+    return value

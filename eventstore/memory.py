@@ -11,6 +11,8 @@ mutating a payload.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ._base import EventStore, replay, resolve_retry
 from ._errors import (
     BranchClosed,
@@ -20,25 +22,50 @@ from ._errors import (
 )
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records, segments
-from ._records import BranchInfo, EventRecord, MergeResult, utc_now
+from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._snapshot import Snapshot
 
 __all__ = ("MemoryEventStore",)
 
 
 class _Branch:
-    __slots__ = ("created_at", "events", "fork_sequence", "merged_into", "parent_branch")
+    __slots__ = (
+        "closed_at",
+        "created_at",
+        "events",
+        "fork_sequence",
+        "merged_into",
+        "parent_branch",
+    )
 
     def __init__(self, parent_branch: str | None, fork_sequence: int) -> None:
         self.parent_branch = parent_branch
         self.fork_sequence = fork_sequence
         self.created_at = utc_now()
         self.merged_into: str | None = None
+        self.closed_at: datetime | None = None
         self.events: list[Snapshot] = []
 
     @property
     def head(self) -> int:
         return self.fork_sequence + len(self.events)
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    def check_open(self, session_id: str, branch_id: str) -> None:
+        """:raises BranchClosed: if the branch was closed or merged."""
+        if self.closed_at is not None:
+            raise BranchClosed(session_id, branch_id, self.merged_into)
+
+    def last_activity(self) -> datetime:
+        moments = [self.created_at]
+        if self.events:
+            moments.append(self.events[-1].recorded_at)
+        if self.closed_at is not None:
+            moments.append(self.closed_at)
+        return max(moments)
 
     def info(self, session_id: str, branch_id: str) -> BranchInfo:
         return BranchInfo(
@@ -49,6 +76,7 @@ class _Branch:
             head=self.head,
             created_at=self.created_at,
             merged_into=self.merged_into,
+            closed=self.closed_at is not None,
         )
 
 
@@ -68,16 +96,16 @@ class MemoryEventStore(EventStore):
     """An :class:`EventStore` held in memory; gone when the process ends."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, _Session] = {}
+        self._data: dict[str, _Session] = {}
 
     def _needs_close(self) -> bool:
         return False
 
     async def _close(self) -> None:
-        self._sessions.clear()
+        self._data.clear()
 
     def _branch(self, session_id: str, branch_id: str) -> _Branch | None:
-        branches = self._sessions.get(session_id)
+        branches = self._data.get(session_id)
         return None if branches is None else branches.get(branch_id)
 
     def _branch_or_main(self, session_id: str, branch_id: str) -> _Branch:
@@ -94,18 +122,18 @@ class MemoryEventStore(EventStore):
 
     def _keep(self, session_id: str, branch_id: str, branch: _Branch) -> None:
         # Registering only after an operation succeeded: failures leave no trace.
-        session = self._sessions.get(session_id)
+        session = self._data.get(session_id)
         if session is None:
-            session = self._sessions[session_id] = _Session()
+            session = self._data[session_id] = _Session()
         session.setdefault(branch_id, branch)
 
     def _store(self, session_id: str, branch: _Branch, kept: list[Snapshot]) -> None:
         branch.events.extend(kept)
-        self._sessions[session_id].ids.update([(k.event_id, k) for k in kept])
+        self._data[session_id].ids.update([(k.event_id, k) for k in kept])
 
     def _replay(self, events: list[EventRecord]) -> list[EventRecord] | None:
         """The stored records if the batch was written before (see :func:`replay`)."""
-        session = self._sessions.get(events[0].session_id)
+        session = self._data.get(events[0].session_id)
         ids = None if session is None else session.ids
         if not ids:
             return None
@@ -115,14 +143,14 @@ class MemoryEventStore(EventStore):
         return replay(events, [None if kept is None else kept.thaw() for kept in found])
 
     async def _append(self, event: EventRecord) -> EventRecord:
-        session = self._sessions.get(event.session_id)
+        session = self._data.get(event.session_id)
         branch = None if session is None else session.get(event.branch_id)
         if (
             session is not None
             and branch is not None
             # branch.head, inlined: a property call costs as much as the rest here.
             and event.sequence == branch.fork_sequence + len(branch.events) + 1
-            and branch.merged_into is None
+            and branch.closed_at is None
             and event.event_id not in session.ids
         ):
             kept = Snapshot.freeze(event)
@@ -138,6 +166,8 @@ class MemoryEventStore(EventStore):
         if stored is not None:
             return stored
         branch = self._branch(first.session_id, first.branch_id)
+        if branch is None and first.branch_id != MAIN:
+            raise BranchNotFound(first.session_id, first.branch_id)
         head = 0 if branch is None else branch.head
         if first.sequence != head + 1:
             stored = await self._read(
@@ -147,15 +177,14 @@ class MemoryEventStore(EventStore):
         if branch is None:
             branch = _Branch(None, 0)
             self._keep(first.session_id, first.branch_id, branch)
-        if branch.merged_into is not None:
-            raise BranchClosed(first.session_id, first.branch_id, branch.merged_into)
+        branch.check_open(first.session_id, first.branch_id)
         self._store(first.session_id, branch, [Snapshot.freeze(event) for event in events])
         return events
 
     async def _read(
         self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
     ) -> list[EventRecord]:
-        branches = self._sessions.get(session_id)
+        branches = self._data.get(session_id)
         if branches is None or branch_id not in branches:
             return []
         out: list[EventRecord] = []
@@ -181,8 +210,7 @@ class MemoryEventStore(EventStore):
             # ``main`` exists implicitly in every session, so it is never a fork.
             raise BranchExists(session_id, branch_id)
         parent = self._branch_or_main(session_id, from_branch)
-        if parent.merged_into is not None:
-            raise BranchClosed(session_id, from_branch, parent.merged_into)
+        parent.check_open(session_id, from_branch)
         at = parent.head if fork_sequence is None else fork_sequence
         if at > parent.head:
             raise InvalidBranchOperation(
@@ -200,24 +228,24 @@ class MemoryEventStore(EventStore):
     ) -> MergeResult:
         source = self._branch_or_main(session_id, source_branch)
         target = self._branch_or_main(session_id, target_branch)
-        branches: dict[str, _Branch] = {**self._sessions.get(session_id, {}), source_branch: source}
+        branches: dict[str, _Branch] = {**self._data.get(session_id, {}), source_branch: source}
         branches[target_branch] = target
         check_merge(branches, session_id, source_branch, target_branch)
         for name, branch in ((source_branch, source), (target_branch, target)):
-            if branch.merged_into is not None:
-                raise BranchClosed(session_id, name, branch.merged_into)
+            branch.check_open(session_id, name)
         records = merged_records(
             [kept.thaw() for kept in source.events], target_branch, target.head
         )
         kept = [Snapshot.freeze(record) for record in records]
         source.merged_into = target_branch
+        source.closed_at = utc_now()
         self._keep(session_id, source_branch, source)
         self._keep(session_id, target_branch, target)
         self._store(session_id, target, kept)
         return MergeResult(source_branch, target_branch, len(records), target.head)
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
-        branches = self._sessions.get(session_id, _Session())
+        branches = self._data.get(session_id, _Session())
         return [branches[name].info(session_id, name) for name in sorted(branches)]
 
     async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
@@ -229,4 +257,67 @@ class MemoryEventStore(EventStore):
         return branch.info(session_id, branch_id)
 
     async def _list_sessions(self) -> list[str]:
-        return sorted(self._sessions)
+        return sorted(self._data)
+
+    async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
+        branch = self._branch_or_main(session_id, branch_id)
+        if branch.closed_at is None:
+            branch.closed_at = utc_now()
+        self._keep(session_id, branch_id, branch)
+        return branch.info(session_id, branch_id)
+
+    async def _delete_session(self, session_id: str) -> bool:
+        return self._data.pop(session_id, None) is not None
+
+    async def _delete_branch(self, session_id: str, branch_id: str) -> None:
+        session = self._data.get(session_id)
+        branch = None if session is None else session.get(branch_id)
+        if session is None or branch is None:
+            raise BranchNotFound(session_id, branch_id)
+        forks = sorted(name for name, other in session.items() if other.parent_branch == branch_id)
+        if forks:
+            raise InvalidBranchOperation(
+                session_id, branch_id, f"branches {forks} fork from it; delete them first"
+            )
+        del session[branch_id]
+        for kept in branch.events:
+            del session.ids[kept.event_id]
+        now = utc_now()
+        for other in session.values():
+            if other.merged_into == branch_id:
+                # Still closed, merged into a branch that is no more.
+                other.merged_into = None
+                other.closed_at = other.closed_at or now
+
+    async def _sessions(
+        self,
+        prefix: str | None,
+        active_after: datetime | None,
+        active_before: datetime | None,
+        limit: int | None,
+        after: str | None,
+    ) -> list[SessionInfo]:
+        out: list[SessionInfo] = []
+        for session_id in sorted(self._data):
+            if (after is not None and session_id <= after) or (
+                prefix is not None and not session_id.startswith(prefix)
+            ):
+                continue
+            info = _info(session_id, self._data[session_id])
+            if (active_after is None or info.last_activity >= active_after) and (
+                active_before is None or info.last_activity < active_before
+            ):
+                out.append(info)
+                if len(out) == limit:
+                    break
+        return out
+
+
+def _info(session_id: str, session: _Session) -> SessionInfo:
+    return SessionInfo(
+        session_id=session_id,
+        branches=len(session),
+        events=sum(len(branch.events) for branch in session.values()),
+        created_at=min(branch.created_at for branch in session.values()),
+        last_activity=max(branch.last_activity() for branch in session.values()),
+    )

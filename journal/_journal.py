@@ -6,6 +6,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from os import PathLike
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -21,6 +22,7 @@ from eventstore import (
     MergeResult,
     Position,
     SequenceConflict,
+    SessionInfo,
     StoreClosed,
 )
 from stream import AllSubscription, BranchSubscription, EventStreamHub, Subscription
@@ -253,10 +255,7 @@ class EventJournal:
             looks the same): retry with the same ``event_id`` to find out.
         :raises StoreClosed: after :meth:`close`.
         """
-        if expected_sequence is not None and (
-            type(expected_sequence) is not int or expected_sequence < 0
-        ):
-            raise ValueError(f"expected_sequence must be an int >= 0, got {expected_sequence!r}")
+        _check_expected(expected_sequence)
         # Validate everything before any I/O; the sequence is filled in below.
         draft = EventRecord.new(
             session_id, branch_id, 1, kind, data, metadata=metadata, event_id=event_id
@@ -279,6 +278,51 @@ class EventJournal:
                     sequence = max(conflict.expected, sequence + 1)
                     continue
                 self._hub.publish(stored)
+                return stored
+
+    async def record_batch(
+        self,
+        session_id: str,
+        items: Iterable[tuple[str, Any]],
+        *,
+        branch_id: str = MAIN,
+        metadata: dict[str, Any] | None = None,
+        expected_sequence: int | None = None,
+    ) -> list[EventRecord]:
+        """Append ``(kind, data)`` pairs as one atomic batch at the branch's next sequences.
+
+        Sequences are picked as :meth:`record` picks them (under the session's
+        lock; with ``expected_sequence``, the batch starts at ``expected_sequence
+        + 1`` or nothing is written). Each record gets its own copy of ``metadata``.
+
+        :returns: the stored records, in order.
+        :raises InvalidEvent: for no items, an item that is not a ``(kind, data)``
+            pair, an empty kind or a payload that is not plain JSON.
+        :raises SequenceConflict, ValueError, BranchClosed, BranchNotFound,
+            InvalidIdentifier, StorageError, StoreClosed: as :meth:`record`.
+        """
+        _check_expected(expected_sequence)
+        drafts = _drafts(session_id, branch_id, items, metadata)
+        self._check_open()
+        store = self._store
+        async with self._lock(session_id):
+            if expected_sequence is None:
+                sequence = await store.head(session_id, branch_id) + 1
+            else:
+                sequence = expected_sequence + 1
+            while True:
+                batch = [
+                    msgspec.structs.replace(draft, sequence=sequence + n)
+                    for n, draft in enumerate(drafts)
+                ]
+                try:
+                    stored = await store.append_batch(batch)
+                except SequenceConflict as conflict:
+                    if expected_sequence is not None or not store.shared_writers:
+                        raise
+                    sequence = max(conflict.expected, sequence + 1)
+                    continue
+                self._hub.publish_batch(stored)
                 return stored
 
     async def record_typed(
@@ -360,6 +404,7 @@ class EventJournal:
         store = self._store
         async with self._lock(session_id):
             result = await store.merge_branch(session_id, source_branch, target_branch)
+            self._ended(session_id, source_branch)
             if result.merged_events:
                 first = result.target_head - result.merged_events + 1
                 async for event in store.iter_events(
@@ -367,6 +412,91 @@ class EventJournal:
                 ):
                     self._hub.publish(event)
         return result
+
+    # -- session lifecycle -------------------------------------------------------
+
+    async def close_branch(self, session_id: str, branch_id: str = MAIN) -> BranchInfo:
+        """:meth:`EventStore.close_branch <eventstore.EventStore.close_branch>`, then end
+        the branch's subscriptions once they delivered its last event.
+
+        :raises BranchNotFound, InvalidIdentifier, StorageError, StoreClosed: as the store's.
+        """
+        self._check_open()
+        async with self._lock(session_id):
+            info = await self._store.close_branch(session_id, branch_id)
+            self._ended(session_id, branch_id)
+        return info
+
+    async def delete_session(self, session_id: str) -> bool:
+        """:meth:`EventStore.delete_session <eventstore.EventStore.delete_session>`, then
+        end the session's subscriptions at once.
+
+        :raises InvalidIdentifier, StorageError, StoreClosed: as the store's.
+        """
+        self._check_open()
+        async with self._lock(session_id):
+            try:
+                return await self._store.delete_session(session_id)
+            finally:
+                # Even after a failure: the session may be gone (see the store's docs).
+                self._ended(session_id, erased=True)
+
+    async def delete_branch(self, session_id: str, branch_id: str) -> None:
+        """:meth:`EventStore.delete_branch <eventstore.EventStore.delete_branch>`, then
+        end the branch's subscriptions at once.
+
+        :raises BranchNotFound, InvalidBranchOperation, InvalidIdentifier, StorageError,
+            StoreClosed: as the store's.
+        """
+        self._check_open()
+        async with self._lock(session_id):
+            await self._store.delete_branch(session_id, branch_id)
+            self._ended(session_id, branch_id, erased=True)
+
+    async def sessions(
+        self,
+        *,
+        prefix: str | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[SessionInfo]:
+        """:meth:`EventStore.sessions <eventstore.EventStore.sessions>`.
+
+        :raises TypeError, ValueError, InvalidIdentifier, StorageError, StoreClosed:
+            as the store's.
+        """
+        self._check_open()
+        return await self._store.sessions(
+            prefix=prefix,
+            active_after=active_after,
+            active_before=active_before,
+            limit=limit,
+            after=after,
+        )
+
+    async def expire(self, *, idle_for: timedelta) -> list[str]:
+        """:meth:`EventStore.expire <eventstore.EventStore.expire>`; the deleted
+        sessions' subscriptions end.
+
+        :raises TypeError, ValueError, StorageError, StoreClosed: as the store's.
+        """
+        self._check_open()
+        deleted = await self._store.expire(idle_for=idle_for)
+        for session_id in deleted:
+            self._ended(session_id, erased=True)
+        return deleted
+
+    def _ended(
+        self, session_id: str, branch_id: str | None = None, *, erased: bool = False
+    ) -> None:
+        """Announce that a branch (or a whole session) takes no more events.
+
+        The one place subscriptions learn it, in this process: fed by this
+        journal's own closes, merges and deletes.
+        """
+        self._hub.end_branch(session_id, branch_id, drop=erased)
 
     # -- reads -----------------------------------------------------------------
 
@@ -561,6 +691,40 @@ class EventJournal:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<EventJournal {state} store={self._store!r}>"
+
+
+def _check_expected(expected_sequence: object) -> None:
+    if expected_sequence is not None and (
+        type(expected_sequence) is not int or expected_sequence < 0
+    ):
+        raise ValueError(f"expected_sequence must be an int >= 0, got {expected_sequence!r}")
+
+
+def _drafts(
+    session_id: str,
+    branch_id: str,
+    items: Iterable[tuple[str, Any]],
+    metadata: dict[str, Any] | None,
+) -> list[EventRecord]:
+    """Validated records at sequences 1.., their sequences to be filled in.
+
+    :raises InvalidEvent: for no items or an item that is not a ``(kind, data)`` pair.
+    """
+    drafts: list[EventRecord] = []
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InvalidEvent(f"record_batch items are (kind, data) pairs, got {item!r}")
+        kind, data = item
+        sequence = len(drafts) + 1
+        draft = EventRecord.new(session_id, branch_id, sequence, kind, data, metadata=metadata)
+        if drafts and metadata:
+            # Checked above: plain JSON. A copy each, so no two records share one dict.
+            copied = msgspec.json.decode(msgspec.json.encode(metadata))
+            draft = msgspec.structs.replace(draft, metadata=copied)
+        drafts.append(draft)
+    if not drafts:
+        raise InvalidEvent("record_batch needs at least one (kind, data) item")
+    return drafts
 
 
 def open_journal(

@@ -480,6 +480,29 @@ class EventStreamHub(SyncClosable):
             del index[key]
         return True
 
+    def end_branch(
+        self, session_id: str, branch_id: str | None = None, *, drop: bool = False
+    ) -> None:
+        """End the receivers of a branch (closed or merged), or of every branch of a session.
+
+        They leave the hub and each drains its buffer, then ends; a
+        :class:`~stream.BranchSubscription` first reads from the store what its
+        buffer lacks, so it ends right after the branch's last event. With
+        ``drop`` (the session was deleted) buffered events are dropped too.
+        Receivers of :meth:`subscribe_all` are not affected.
+        """
+        keys = [
+            key
+            for key in self._branches
+            if key[0] == session_id and (branch_id is None or key[1] == branch_id)
+        ]
+        for key in keys:
+            for receiver in list(self._branches.pop(key)):
+                if drop:
+                    receiver._close()
+                else:
+                    receiver._end()
+
     def statistics(self) -> HubStatistics:
         """A snapshot of receivers and counters."""
         receivers = self._receivers()

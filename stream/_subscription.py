@@ -20,7 +20,7 @@ from typing import Self
 from eventstore import MAIN, EventRecord, EventStore, EventStoreError, check_identifier
 
 from ._closable import SyncClosable
-from ._hub import EventReceiver, EventStreamHub, Key, ReceiverStatistics, _frozen
+from ._hub import _CLOSED, _ENDED, EventReceiver, EventStreamHub, Key, ReceiverStatistics, _frozen
 
 __all__ = ("AllSubscription", "BranchSubscription", "Subscription")
 
@@ -114,6 +114,11 @@ class BranchSubscription(Subscription):
     ones arrive: a duplicate is skipped, a gap or a lagged buffer is re-read
     from the store. The backlog is paged, never capped.
 
+    Iteration ends once the branch's last event was delivered if the branch is
+    closed (or merged): found so when catching up, or announced by the hub
+    (:meth:`EventStreamHub.end_branch`). It ends at once when its session is
+    deleted.
+
     :param after_sequence: deliver sequences above this one (0: everything).
     :param page_size: records per store read while catching up.
     :raises InvalidIdentifier: for a bad id.
@@ -141,6 +146,8 @@ class BranchSubscription(Subscription):
         self._key = (session_id, branch_id)
         self._last = after_sequence
         self._catching_up = True
+        #: The branch takes no more events: end once caught up with the store.
+        self._final = False
 
     @property
     def session_id(self) -> str:
@@ -161,7 +168,8 @@ class BranchSubscription(Subscription):
     async def __anext__(self) -> EventRecord:
         receiver = self._receiver
         while True:
-            if self._closed:
+            if self._closed or receiver._state == _CLOSED:
+                # Closed by us, or dropped by the hub: the session was deleted.
                 raise self._stop()
             if self._pending:
                 event = self._pending.popleft()
@@ -172,12 +180,16 @@ class BranchSubscription(Subscription):
                 receiver._take_losses()
                 self._catching_up = True
             if self._catching_up:
-                if self._handle.closed or not await self._catch_up():
+                if (self._handle.closed and not self._ending()) or not await self._catch_up():
                     raise self._stop()
                 continue
             queue = receiver._queue
             if not queue:
-                if self._handle.closed:
+                if self._ending() and not self._final:
+                    # Ended by the hub: what the buffer lacks is in the store.
+                    self._final = self._catching_up = True
+                    continue
+                if self._handle.closed or self._final:
                     raise self._stop()
                 waiter = receiver._waiter()
                 if waiter is not None:
@@ -193,16 +205,35 @@ class BranchSubscription(Subscription):
                 # Publishers raced: the store has the gap (and this event).
                 self._catching_up = True
 
+    def _ending(self) -> bool:
+        """Whether the hub, still open, ended this branch's live events (see ``end_branch``)."""
+        receiver = self._receiver
+        return receiver._state == _ENDED and not receiver._hub.closed
+
     async def _catch_up(self) -> bool:
         page = await self._read(self._key, self._last + 1, self._page_size)
         if page is None:
             return False
         if page and page[0].sequence != self._last + 1:
             return True  # another task moved us on during the read; read again
+        done = len(page) < self._page_size
+        # Caught up: a branch closed already (or elsewhere) sends nothing more.
+        closed = done and not self._final and await self._branch_closed()
+        if self._closed:
+            return False
+        # No await from here: a cancelled consumer finds the state as it was.
         self._pending.extend(page)
-        if len(page) < self._page_size:
+        if done:
             self._catching_up = False
+            self._final = self._final or closed
         return True
+
+    async def _branch_closed(self) -> bool:
+        try:
+            info = await self._store.branch_info(*self._key)
+        except EventStoreError:
+            return False  # not there (yet): it may be created, so wait for it
+        return info.closed
 
     def __repr__(self) -> str:
         return f"<BranchSubscription {self._key[0]}/{self._key[1]} position={self._last}>"
@@ -244,7 +275,8 @@ class AllSubscription(Subscription):
     async def __anext__(self) -> EventRecord:
         receiver = self._receiver
         while True:
-            if self._closed:
+            if self._closed or receiver._state == _CLOSED:
+                # Closed by us, or dropped by the hub: the session was deleted.
                 raise self._stop()
             if self._pending:
                 return self._pending.popleft()

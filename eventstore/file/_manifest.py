@@ -41,7 +41,11 @@ __all__ = (
     "decode_manifest",
     "manifest_problems",
     "open_session_dir",
+    "Staged",
+    "commit_manifest",
+    "discard_manifest",
     "read_manifest",
+    "stage_manifest",
     "write_manifest",
 )
 
@@ -61,6 +65,8 @@ class BranchMeta(msgspec.Struct, kw_only=True):
     fork_sequence: Count = 0
     created_at: datetime
     merged_into: str | None = None
+    #: When :meth:`~eventstore.EventStore.close_branch` closed it.
+    closed_at: datetime | None = None
     #: A head the branch had reached, durably, when the manifest was written: its
     #: file must hold at least this much, or history was lost (0: nothing known).
     known_head: Count = 0
@@ -83,6 +89,9 @@ class Manifest(msgspec.Struct, kw_only=True):
     session_id: str
     branches: list[BranchMeta] = msgspec.field(default_factory=list)
     pending_merge: PendingMerge | None = None
+    #: Branches deleted whose files may still be there (a crash struck before
+    #: their removal): the next open removes them, then writes this empty.
+    deleted: list[str] = msgspec.field(default_factory=list)
 
 
 _decoder = msgspec.json.Decoder(Manifest)
@@ -189,6 +198,11 @@ def manifest_problems(manifest: Manifest) -> list[str]:
         if target is not None and (target not in graph or target == name):
             problems.append(f"{name!r} was merged into unknown branch {target!r}")
     problems.extend(_cycles(graph))
+    problems.extend(
+        f"deleted branch {name!r} is not a valid identifier or still listed"
+        for name in manifest.deleted
+        if not is_valid_identifier(name) or name in graph
+    )
     pending = manifest.pending_merge
     if pending is not None:
         if not {pending.source, pending.target} <= graph.keys():
@@ -220,6 +234,23 @@ def write_manifest(
     ops: FileOps, root_fd: int, directory: str, manifest: Manifest, *, sync: bool
 ) -> None:
     """Replace the session's manifest atomically, creating its directory if needed."""
+    staged = stage_manifest(ops, root_fd, directory, manifest, sync=sync)
+    commit_manifest(ops, staged, sync=sync)
+
+
+#: A manifest written to its temporary file: ``(directory fd, temporary name)``.
+Staged = tuple[int, str]
+
+
+def stage_manifest(
+    ops: FileOps, root_fd: int, directory: str, manifest: Manifest, *, sync: bool
+) -> Staged:
+    """Write the manifest to a temporary file (synced if ``sync``), creating the directory.
+
+    Pass the result to :func:`commit_manifest` or :func:`discard_manifest`.
+    With ``sync=False`` the caller makes the directory and the file durable
+    before the commit (one ``syncfs`` for many sessions).
+    """
     name = directory.rpartition("/")[2]
     try:
         ops.mkdir(name, 0o700, dir_fd=root_fd)
@@ -229,25 +260,42 @@ def write_manifest(
         if sync:
             ops.fsync(root_fd)
     dir_fd = ops.open(directory, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
+    temp = f".{MANIFEST}.{secrets.token_hex(6)}.tmp"
     try:
-        temp = f".{MANIFEST}.{secrets.token_hex(6)}.tmp"
         fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
-            try:
-                data = encode(manifest) + b"\n"
-                offset = 0
-                while offset < len(data):
-                    offset += ops.pwrite(fd, data[offset:], offset)
-                if sync:
-                    ops.fsync(fd)
-            finally:
-                ops.close(fd)
-            ops.replace(temp, MANIFEST, dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                ops.unlink(temp, dir_fd=dir_fd)
-            raise
+            data = encode(manifest) + b"\n"
+            offset = 0
+            while offset < len(data):
+                offset += ops.pwrite(fd, data[offset:], offset)
+            if sync:
+                ops.fsync(fd)
+        finally:
+            ops.close(fd)
+    except BaseException:
+        discard_manifest(ops, (dir_fd, temp))
+        raise
+    return dir_fd, temp
+
+
+def commit_manifest(ops: FileOps, staged: Staged, *, sync: bool) -> None:
+    """Rename a staged manifest over the old one; sync the directory if ``sync``."""
+    dir_fd, temp = staged
+    try:
+        ops.replace(temp, MANIFEST, dir_fd=dir_fd)
+    except BaseException:
+        discard_manifest(ops, staged)
+        raise
+    try:
         if sync:
             ops.fsync(dir_fd)
     finally:
         ops.close(dir_fd)
+
+
+def discard_manifest(ops: FileOps, staged: Staged) -> None:
+    """Remove a staged manifest's temporary file, if any, and let go of its directory."""
+    dir_fd, temp = staged
+    with contextlib.suppress(OSError):
+        ops.unlink(temp, dir_fd=dir_fd)
+    ops.close(dir_fd)

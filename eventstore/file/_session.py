@@ -63,6 +63,11 @@ class Branch:
     def fork_sequence(self) -> int:
         return self.meta.fork_sequence
 
+    @property
+    def closed(self) -> bool:
+        """Closed by ``close_branch`` or merged: it takes no appends."""
+        return self.meta.closed_at is not None or self.meta.merged_into is not None
+
     def reset(self, head: int, size: int) -> None:
         """Take ``head`` and ``size`` as read from the file."""
         if size < self.size:
@@ -89,6 +94,7 @@ class Branch:
             head=self.head,
             created_at=meta.created_at,
             merged_into=meta.merged_into,
+            closed=self.closed,
         )
 
 
@@ -97,6 +103,7 @@ class Session:
 
     __slots__ = (
         "branches",
+        "deleted",
         "directory",
         "exists",
         "inflight",
@@ -118,6 +125,8 @@ class Session:
         self.exists = False
         self.stamp: object = None
         self.pending_merge: PendingMerge | None = None
+        #: Deleted branches whose files may remain (see ``Manifest.deleted``).
+        self.deleted: list[str] = []
         #: Operations using the session right now, and writes not yet answered.
         self.users = 0
         self.inflight = 0
@@ -137,6 +146,16 @@ class Session:
                 branches[meta.branch_id] = Branch(meta)
         self.branches = branches
         self.pending_merge = manifest.pending_merge
+        self.deleted = list(manifest.deleted)
+
+    def forget(self) -> None:
+        """Drop everything cached (the session was deleted): the next use reads the disk."""
+        self.branches = {}
+        self.loaded = False
+        self.exists = False
+        self.stamp = None
+        self.pending_merge = None
+        self.deleted = []
 
     def manifest(self) -> Manifest:
         """The manifest to write now, each loaded branch's durable head noted in it."""
@@ -147,6 +166,7 @@ class Session:
             session_id=self.session_id,
             branches=[branch.meta for branch in self.branches.values()],
             pending_merge=self.pending_merge,
+            deleted=list(self.deleted),
         )
 
 

@@ -6,6 +6,8 @@ Layout::
     <root>/<session_id>/branches.json     the branch graph, replaced atomically
     <root>/<session_id>/<branch_id>.jsonl the branch's own events, one record a line
     <root>/<session_id>/<branch_id>.jsonl.torn   torn tails cut off after a crash
+    <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
+    <root>/.deleted.<session_id>.<token>  a deleted session's remains (removed on open)
 
 A fork stores only its own events; its inherited history is read from each
 ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
@@ -29,6 +31,15 @@ appends to one branch share a round too. Each write names the byte offset it
 expects; when a write fails the file is cut back, later writes built on it fail
 with it, and the branch's pending head returns to its durable head.
 
+Lifecycle: ``close_branch`` records ``closed_at`` in the manifest;
+``delete_session`` renames the session directory to a tombstone (the atomic
+step) and then removes it (:mod:`eventstore.file._erase`); ``delete_branch``
+drops the branch from the manifest, then unlinks its files, finished on the
+next load should a crash strike between. New sessions' first appends are
+written in batches, two syncs each (:mod:`eventstore.file._roots`). The session
+cache is trimmed as operations leave it, so a burst of new sessions shrinks
+back to ``max_cached_sessions``.
+
 Retries: each branch keeps the ids of its last ``IDEMPOTENCY_WINDOW`` (10,000)
 records in memory (:mod:`eventstore.file._id_window`), so an append checks its ids
 with a dict lookup per branch of the session. The first write to a session
@@ -45,6 +56,7 @@ import errno
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Literal
 
 import msgspec
@@ -61,8 +73,9 @@ from .._errors import (
 )
 from .._ids import MAIN, check_identifier
 from .._lineage import ancestors, check_merge, merged_records, segments
-from .._records import BranchInfo, EventRecord, MergeResult, utc_now
+from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._batch import encode_batch
+from ._erase import bury, clear_tombstones, remove_branch_files
 from ._id_window import forget, recent_ids, remember
 from ._index import SPACING, Owner, read_chunk
 from ._leftover import LINK_REFUSED, check_unnamed
@@ -75,7 +88,9 @@ from ._manifest import (
     read_manifest,
     write_manifest,
 )
+from ._roots import RootBatch
 from ._session import Branch, Session, list_session_dirs, manifest_stamp
+from ._summary import session_info
 from ._tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
 from ._writer import FileOps, Writer
 
@@ -117,11 +132,12 @@ class _Locked:
     generators, and would release the lock under an operation still in flight.
     """
 
-    __slots__ = ("_session", "_session_id", "_store")
+    __slots__ = ("_load", "_session", "_session_id", "_store")
 
-    def __init__(self, store: FileEventStore, session_id: str) -> None:
+    def __init__(self, store: FileEventStore, session_id: str, *, load: bool = True) -> None:
         self._store = store
         self._session_id = session_id
+        self._load = load
 
     async def __aenter__(self) -> Session:
         store = self._store
@@ -131,7 +147,8 @@ class _Locked:
         try:
             await session.lock.acquire()
             try:
-                await store._load_session(session)
+                if self._load:
+                    await store._load_session(session)
             except BaseException:
                 session.lock.release()
                 raise
@@ -197,10 +214,11 @@ class FileEventStore(EventStore):
         self._max_sessions = max_cached_sessions
         self._ops = FileOps() if ops is None else ops
         self._sync = durability == "fsync"
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._cache: OrderedDict[str, Session] = OrderedDict()
         self._lock_fd: int | None = None
         self._root_fd: int | None = None
         self._writer: Writer | None = None
+        self._roots: RootBatch | None = None
         #: Operations inside :meth:`_locked`; ``close()`` lets them finish first.
         self._busy = 0
         self._quiet: asyncio.Future[None] | None = None
@@ -213,11 +231,13 @@ class FileEventStore(EventStore):
     # -- lifecycle -------------------------------------------------------------
 
     async def _open(self) -> None:
-        self._lock_fd, self._root_fd = await asyncio.to_thread(self._open_root)
-        self._writer = Writer(
-            self._ops, sync=self._sync, sync_fd=self._root_fd, read_only=self.read_only
-        )
+        self._lock_fd, root_fd = await asyncio.to_thread(self._open_root)
+        self._root_fd = root_fd
+        self._writer = Writer(self._ops, sync=self._sync, sync_fd=root_fd, read_only=self.read_only)
         self._writer.start()
+        if self._sync and self._ops.has_syncfs() and not self.read_only:
+            # New sessions share two syncs per batch (see ``_roots``).
+            self._roots = RootBatch(self._writer, root_fd)
 
     def _open_root(self) -> tuple[int | None, int]:
         lock_fd = None
@@ -226,6 +246,9 @@ class FileEventStore(EventStore):
             lock_fd = acquire_lock(self.root)
         try:
             root_fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            if lock_fd is not None:
+                # Sessions deleted when a crash struck: gone already, their files go now.
+                clear_tombstones(self._ops, root_fd)
         except OSError as exc:
             if lock_fd is not None:
                 release_lock(lock_fd)
@@ -259,7 +282,7 @@ class FileEventStore(EventStore):
         if self._lock_fd is not None:
             release_lock(self._lock_fd)
             self._lock_fd = None
-        self._sessions.clear()
+        self._cache.clear()
 
     def __del__(self) -> None:
         # Warn first (the base class), then let go of the thread and the lock so
@@ -281,7 +304,7 @@ class FileEventStore(EventStore):
             rounds=0 if writer is None else writer.rounds,
             writes=0 if writer is None else writer.writes,
             syncs=0 if writer is None else writer.syncs,
-            cached_sessions=len(self._sessions),
+            cached_sessions=len(self._cache),
         )
 
     @property
@@ -292,7 +315,7 @@ class FileEventStore(EventStore):
     # -- sessions and branches ---------------------------------------------------
 
     def _entry(self, session_id: str) -> Session:
-        sessions = self._sessions
+        sessions = self._cache
         session = sessions.get(session_id)
         if session is None:
             session = Session(session_id, f"{self.root}/{session_id}")
@@ -309,15 +332,32 @@ class FileEventStore(EventStore):
             sessions.move_to_end(session_id)
         return session
 
-    def _locked(self, session_id: str) -> _Locked:
-        """``async with``: the session, loaded, under its lock."""
-        return _Locked(self, session_id)
+    def _locked(self, session_id: str, *, load: bool = True) -> _Locked:
+        """``async with``: the session, loaded (unless ``load`` is false), under its lock."""
+        return _Locked(self, session_id, load=load)
 
     def _leave(self, session: Session) -> None:
         session.users -= 1
         self._busy -= 1
+        if len(self._cache) > self._max_sessions:
+            self._trim()
         if not self._busy and self._quiet is not None and not self._quiet.done():
             self._quiet.set_result(None)
+
+    def _trim(self) -> None:
+        """Evict idle sessions over the bound, least recently used first.
+
+        Called as each operation leaves a session, so a burst of new sessions,
+        all busy when they arrived, shrinks back to the bound as they finish.
+        A few tries per call keep it O(1) while many sessions are busy.
+        """
+        sessions = self._cache
+        for _ in range(min(len(sessions) - self._max_sessions, 8)):
+            oldest = next(iter(sessions.values()))
+            if oldest.idle():
+                del sessions[oldest.session_id]
+            else:
+                sessions.move_to_end(oldest.session_id)
 
     async def _load_session(self, session: Session) -> None:
         if session.loaded and not self.read_only:
@@ -332,6 +372,8 @@ class FileEventStore(EventStore):
         session.loaded = True
         if manifest is not None and manifest.pending_merge is not None:
             await self._settle_merge(session, manifest.pending_merge)
+        if session.deleted and not self.read_only:
+            await self._remove_deleted(session)
 
     def _read_manifest(self, session: Session) -> tuple[object, Manifest | None]:
         stamp = manifest_stamp(session.directory)
@@ -529,13 +571,13 @@ class FileEventStore(EventStore):
         self._check_writable()
         data = encode_batch(events, self.max_record_size)
         first = events[0]
-        session = self._sessions.get(first.session_id)
+        session = self._cache.get(first.session_id)
         if session is not None and session.loaded and not session.lock.locked():
             branch = session.branches.get(first.branch_id)
             if (
                 branch is not None
                 and branch.loaded
-                and branch.meta.merged_into is None
+                and not branch.closed
                 and first.sequence == branch.pending_head + 1
                 and _unseen(session, events)
             ):
@@ -557,6 +599,9 @@ class FileEventStore(EventStore):
             return stored, None
         branch = session.branches.get(first.branch_id)
         if branch is None:
+            if first.branch_id != MAIN:
+                # Only main comes into being by an append: a typo starts nothing.
+                raise BranchNotFound(session.session_id, first.branch_id)
             if first.sequence != 1:
                 return resolve_retry([], events, 0), None  # raises: nothing is stored
             await self._create_root(session, events, data)
@@ -570,7 +615,7 @@ class FileEventStore(EventStore):
                     session, first.branch_id, first.sequence, events[-1].sequence, None
                 )
                 return resolve_retry(stored, events, branch.head), None
-        if branch.meta.merged_into is not None:
+        if branch.closed:
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
         return stored, self._submit(session, branch, events, data)
 
@@ -639,7 +684,10 @@ class FileEventStore(EventStore):
         session.branches[branch_id] = branch
         manifest = session.manifest()
         del session.branches[branch_id]
-        await self._io.call(self._write_root, session.directory, branch.file, data, manifest)
+        if self._roots is not None:
+            await self._roots.submit(session.directory, branch.file, data, manifest)
+        else:
+            await self._io.call(self._write_root, session.directory, branch.file, data, manifest)
         branch.loaded = True
         branch.reset(events[-1].sequence, len(data))
         branch.ids = {event.event_id: event.sequence for event in events}
@@ -698,7 +746,7 @@ class FileEventStore(EventStore):
             parent = self._implicit_main(session, from_branch)
             await self._load_branch(session, parent)
             await self._drain(parent)
-            if parent.meta.merged_into is not None:
+            if parent.closed:
                 raise BranchClosed(session_id, from_branch, parent.meta.merged_into)
             at = parent.head if fork_sequence is None else fork_sequence
             if at > parent.head:
@@ -743,7 +791,7 @@ class FileEventStore(EventStore):
             graph = {**session.branches, source_id: source, target_id: target}
             check_merge(graph, session_id, source_id, target_id)
             for name, branch in ((source_id, source), (target_id, target)):
-                if branch.meta.merged_into is not None:
+                if branch.closed:
                     raise BranchClosed(session_id, name, branch.meta.merged_into)
             await self._load_branch(session, source)
             await self._load_branch(session, target)
@@ -929,7 +977,7 @@ class FileEventStore(EventStore):
                 yield record
 
     async def _head(self, session_id: str, branch_id: str) -> int:
-        session = self._sessions.get(session_id)
+        session = self._cache.get(session_id)
         if session is not None and session.loaded and not self.read_only:
             branch = session.branches.get(branch_id)
             if branch is not None and branch.loaded:
@@ -963,6 +1011,123 @@ class FileEventStore(EventStore):
     async def _list_sessions(self) -> list[str]:
         names: list[str] = await self._io.call(list_session_dirs, self.root)
         return sorted(names)
+
+    # -- lifecycle of sessions and branches ----------------------------------------
+
+    async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
+        self._check_writable()
+        async with self._locked(session_id) as session:
+            branch = self._implicit_main(session, branch_id)
+            await self._load_branch(session, branch)
+            # Appends wait for the lock now; those already handed over finish first.
+            await self._drain(branch)
+            if branch.closed:
+                return branch.info(session_id)
+            added = branch_id not in session.branches
+            session.branches[branch_id] = branch
+            branch.meta.closed_at = utc_now()
+            try:
+                await self._write_manifest(session, [branch] if added else [])
+            except BaseException:
+                branch.meta.closed_at = None
+                if added:
+                    del session.branches[branch_id]
+                raise
+            return branch.info(session_id)
+
+    async def _delete_branch(self, session_id: str, branch_id: str) -> None:
+        self._check_writable()
+        async with self._locked(session_id) as session:
+            branch = session.branches.get(branch_id)
+            if branch is None:
+                raise BranchNotFound(session_id, branch_id)
+            forks = sorted(n for n, b in session.branches.items() if b.parent_branch == branch_id)
+            if forks:
+                raise InvalidBranchOperation(
+                    session_id, branch_id, f"branches {forks} fork from it; delete them first"
+                )
+            await self._drain(branch)
+            now = utc_now()
+            # Sources merged into it stay closed, merged into a branch that is no more.
+            sources = [b for b in session.branches.values() if b.meta.merged_into == branch_id]
+            before = [(b.meta.merged_into, b.meta.closed_at) for b in sources]
+            for source in sources:
+                source.meta.merged_into = None
+                source.meta.closed_at = source.meta.closed_at or now
+            del session.branches[branch_id]
+            session.deleted.append(branch_id)
+            try:
+                await self._write_manifest(session)
+            except BaseException:
+                session.deleted.remove(branch_id)
+                session.branches[branch_id] = branch
+                for source, (merged_into, closed_at) in zip(sources, before, strict=True):
+                    source.meta.merged_into, source.meta.closed_at = merged_into, closed_at
+                raise
+            await self._remove_deleted(session)
+
+    async def _remove_deleted(self, session: Session) -> None:
+        """Unlink the files of branches the manifest no longer names, then say so in it."""
+        await self._io.call(self._unlink_branches, session.directory, list(session.deleted))
+        session.deleted = []
+        # Should this fail, the next load unlinks again (absent files are fine).
+        with contextlib.suppress(StorageError):
+            await self._write_manifest(session)
+
+    def _unlink_branches(self, directory: str, names: list[str]) -> None:
+        for name in names:
+            self._io.forget(directory, f"{name}.jsonl")
+        remove_branch_files(self._ops, directory, names, sync=self._sync)
+
+    async def _delete_session(self, session_id: str) -> bool:
+        self._check_writable()
+        # Not loaded: a damaged session can be erased too. The lock waits for a merge.
+        async with self._locked(session_id, load=False) as session:
+            for branch in list(session.branches.values()):
+                await self._drain(branch)
+            try:
+                found: bool = await self._io.call(self._bury, session.directory, session_id)
+            finally:
+                # Whatever happened on disk, the next use reads it afresh.
+                session.forget()
+            return found
+
+    def _bury(self, directory: str, session_id: str) -> bool:
+        assert self._root_fd is not None
+        found = manifest_stamp(directory) is not None
+        self._io.forget(directory)
+        return bury(self._ops, self._root_fd, session_id, sync=self._sync) and found
+
+    async def _sessions(
+        self,
+        prefix: str | None,
+        active_after: datetime | None,
+        active_before: datetime | None,
+        limit: int | None,
+        after: str | None,
+    ) -> list[SessionInfo]:
+        names = sorted(await self._io.call(list_session_dirs, self.root))
+        names = [
+            name
+            for name in names
+            if (after is None or name > after) and (prefix is None or name.startswith(prefix))
+        ]
+        out: list[SessionInfo] = []
+        for start in range(0, len(names), 64):
+            # A page per I/O step, so appends to other sessions are not held up long.
+            for info in await self._io.call(self._session_infos, names[start : start + 64]):
+                if (active_after is None or info.last_activity >= active_after) and (
+                    active_before is None or info.last_activity < active_before
+                ):
+                    out.append(info)
+                    if len(out) == limit:
+                        return out
+        return out
+
+    def _session_infos(self, names: list[str]) -> list[SessionInfo]:
+        write = not self.read_only
+        found = [session_info(self._ops, self.root, name, write=write) for name in names]
+        return [info for info in found if info is not None]
 
     async def follow(
         self,

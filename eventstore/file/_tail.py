@@ -274,18 +274,17 @@ def cut_back(writer: Writer, directory: str, name: str, size: int, *, sync: bool
 def prepare_root(writer: Writer, root_fd: int, directory: str, name: str, *, sync: bool) -> None:
     """Make ready for the first events of a new root branch.
 
-    Creates the session directory if needed, then sets aside any leftover file
-    (:func:`set_aside`).
+    Creates the session directory if needed, else sets aside any leftover file
+    (:func:`set_aside`): a directory made just now holds none.
     """
     ops = writer.ops
     try:
         ops.mkdir(directory.rpartition("/")[2], 0o700, dir_fd=root_fd)
     except FileExistsError:
-        pass
+        set_aside(writer, directory, name, sync=sync)
     else:
         if sync:
             ops.fsync(root_fd)
-    set_aside(writer, directory, name, sync=sync)
 
 
 def set_aside(writer: Writer, directory: str, name: str, *, sync: bool) -> None:

@@ -109,6 +109,13 @@ class FileOps:
     def unlink(self, path: str, *, dir_fd: int | None = None) -> None:
         os.unlink(path, dir_fd=dir_fd)
 
+    def rmdir(self, path: str, *, dir_fd: int | None = None) -> None:
+        os.rmdir(path, dir_fd=dir_fd)
+
+    def rename(self, src: str, dst: str, *, dir_fd: int) -> None:
+        """Rename within one directory, refusing to replace ``dst`` (a tombstone is new)."""
+        os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
 
 class _Handle:
     __slots__ = ("dirty", "fd", "new", "size")
@@ -298,8 +305,26 @@ class Writer:
         self._handles[key] = created
         return created
 
+    def forget(self, directory: str, name: str | None = None) -> None:
+        """Close the cached descriptors of one file, or of every file in ``directory``.
+
+        Before the file or directory is renamed or removed, so a new file of the
+        same name is never written through a descriptor of the old one.
+        """
+        prefix = f"{directory}/"
+        keys = [f"{prefix}{name}"] if name is not None else list(self._handles)
+        for key in keys:
+            if key.startswith(prefix) and (handle := self._handles.pop(key, None)) is not None:
+                self.ops.close(handle.fd)
+
     def write_now(
-        self, directory: str, name: str, data: bytes, *, sync_directory: bool = True
+        self,
+        directory: str,
+        name: str,
+        data: bytes,
+        *,
+        sync_directory: bool = True,
+        sync: bool | None = None,
     ) -> None:
         """Append ``data`` to ``directory/name`` right away, synced if the store syncs.
 
@@ -309,6 +334,8 @@ class Writer:
 
         :param sync_directory: sync the directory entry of a file this created;
             ``False`` when the caller syncs that directory next anyway.
+        :param sync: ``False``: the caller makes bytes and entry durable itself
+            (one ``syncfs`` for several files); default: as the store syncs.
         :raises OSError: if the write or the sync fails.
         """
         found = self.handle(directory, name, create=True)
@@ -318,12 +345,12 @@ class Writer:
             self._truncate(handle)
         try:
             self._pwrite_all(handle, data)
-            if self._sync:
+            if self._sync if sync is None else sync:
                 self.syncs += 1
                 self.ops.fsync(handle.fd)
                 if handle.new and sync_directory:
                     self._sync_directory(directory)
-                handle.new = False
+            handle.new = handle.new and sync is None and not self._sync
         except OSError:
             try:
                 self._truncate(handle)

@@ -16,7 +16,7 @@ __all__ = ("SCHEMA_VERSION", "Statements", "check_schema_name", "migrate")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
 #: The newest layout this code writes; recorded in ``<schema>.schema_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Index i holds the DDL that takes the schema from version i to i + 1. A migration
 # is only ever appended, never edited, so every database walks the same path.
@@ -50,6 +50,30 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (session_id, branch_id, sequence),
         CONSTRAINT events_event_id_key UNIQUE (session_id, event_id)
     );
+    """,
+    # 2: closed branches, and one row per session so sessions() pages through an
+    # index. Every write to a session's branches or events upserts its row in the
+    # same transaction, after the branch rows (the lock order delete_session
+    # relies on); the counts are summed from the branch rows of a page's sessions.
+    # Processes still running version-1 code write no session rows: stop them
+    # before the upgrade (a version-1 process refuses to open a version-2 schema).
+    """
+    ALTER TABLE {s}.branches
+        ADD COLUMN closed boolean NOT NULL DEFAULT false,
+        ADD COLUMN closed_at timestamptz;
+    UPDATE {s}.branches SET closed = true, closed_at = updated_at
+        WHERE merged_into IS NOT NULL;
+    CREATE TABLE {s}.sessions (
+        session_id     text COLLATE "C" PRIMARY KEY,
+        created_at     timestamptz NOT NULL,
+        last_activity  timestamptz NOT NULL
+    );
+    CREATE INDEX sessions_last_activity ON {s}.sessions (last_activity);
+    INSERT INTO {s}.sessions (session_id, created_at, last_activity)
+    SELECT b.session_id, min(b.created_at),
+           greatest(max(b.updated_at), (SELECT max(e.recorded_at) FROM {s}.events e
+                                        WHERE e.session_id = b.session_id))
+    FROM {s}.branches b GROUP BY b.session_id;
     """,
 )
 
@@ -98,26 +122,46 @@ class Statements:
         "append_next",
         "branch",
         "branch_for_share",
+        "branch_for_update",
         "branches",
         "branches_for_update",
         "by_event_ids",
+        "close_branch",
         "create_branch",
+        "custom_plans",
+        "delete_branch",
+        "delete_session",
         "ensure_main",
+        "forks_of",
         "head",
+        "lock_session",
+        "lock_session_branches",
+        "lock_session_graph",
+        "mark_merged",
         "own_events",
         "read",
         "recent_heads",
+        "session_ids",
         "sessions",
+        "touch_session",
     )
 
     def __init__(self, schema: str, channel: str) -> None:
         s = f'"{schema}"'
+        # The session's row is upserted after its branch rows, in every write: the
+        # lock order that lets delete_session wait for writes instead of deadlocking.
+        upsert_session = f"""
+            INSERT INTO {s}.sessions AS ss (session_id, created_at, last_activity)
+            SELECT $1, now(), greatest(now(), {{moment}}) FROM {{source}}
+            ON CONFLICT (session_id) DO UPDATE
+                SET last_activity = greatest(ss.last_activity, {{moment}})"""
         # $3 first sequence, $4..$8 one array per column, $9 the notification
         # payload. data and metadata travel as text and are cast to json, which
         # validates without un-escaping (json_to_recordset would reject "\u0000").
         # The events insert reads from the branch row the first CTE advanced, so
         # the head check and the insert are one atomic statement: a stale head
         # advances no row and inserts nothing; the primary key backs it up.
+        newest = "(SELECT max(r) FROM unnest($8::timestamptz[]) r)"
         insert_tail = f"""
         , e AS (
             INSERT INTO {s}.events
@@ -127,6 +171,7 @@ class Statements:
             FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
                            $8::timestamptz[])
                     WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
+        ), t AS ({upsert_session.format(moment=newest, source="b")}
         )
         SELECT b.head, pg_notify('{channel}', $9::text) FROM b
         """
@@ -136,11 +181,12 @@ class Statements:
         WITH b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()
             WHERE session_id = $1 AND branch_id = $2
-              AND head = $3::bigint - 1 AND merged_into IS NULL
+              AND head = $3::bigint - 1 AND NOT closed
             RETURNING head
         ){insert_tail}"""
-        # Sequence 1 may create a root branch; ON CONFLICT makes create-or-advance
-        # one atomic step, re-checked against the row's newest version.
+        # Sequence 1 of main may create it (no other branch comes into being by an
+        # append); ON CONFLICT makes create-or-advance one atomic step, re-checked
+        # against the row's newest version.
         self.append_new = f"""
         WITH b AS (
             INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
@@ -148,13 +194,14 @@ class Statements:
             VALUES ($1, $2, NULL, 0, {new_head}, now(), now())
             ON CONFLICT (session_id, branch_id) DO UPDATE
                 SET head = EXCLUDED.head, updated_at = now()
-                WHERE br.head = $3::bigint - 1 AND br.merged_into IS NULL
+                WHERE br.head = $3::bigint - 1 AND NOT br.closed
             RETURNING head
         ){insert_tail}"""
-        cols = "branch_id, parent_branch, fork_sequence, head, created_at, merged_into"
+        cols = "branch_id, parent_branch, fork_sequence, head, created_at, merged_into, closed"
         self.head = f"SELECT head FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
         self.branch = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
         self.branch_for_share = self.branch + " FOR SHARE"
+        self.branch_for_update = self.branch + " FOR UPDATE"
         self.branches = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 ORDER BY branch_id"
         self.branches_for_update = (
             f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = ANY($2)"
@@ -170,7 +217,73 @@ class Statements:
             " head, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, now(), now())"
             f" ON CONFLICT DO NOTHING RETURNING {cols}"
         )
-        self.sessions = f"SELECT DISTINCT session_id FROM {s}.branches ORDER BY session_id"
+        self.touch_session = upsert_session.format(moment="now()", source="(VALUES (1)) v")
+        self.mark_merged = (
+            f"UPDATE {s}.branches SET merged_into = $3, closed = true,"
+            " closed_at = now(), updated_at = now() WHERE session_id = $1 AND branch_id = $2"
+        )
+        # Closing a closed branch changes nothing (not even the session's activity).
+        self.close_branch = f"""
+        WITH b AS (
+            UPDATE {s}.branches SET closed = true, closed_at = now(), updated_at = now()
+            WHERE session_id = $1 AND branch_id = $2 AND NOT closed
+            RETURNING {cols}
+        ), t AS ({upsert_session.format(moment="now()", source="b")}
+        )
+        SELECT {cols} FROM b"""
+        self.forks_of = (
+            f"SELECT branch_id FROM {s}.branches WHERE session_id = $1 AND parent_branch = $2"
+            " ORDER BY branch_id"
+        )
+        # Branches merged into the deleted one stay closed, merged into nothing.
+        self.delete_branch = f"""
+        WITH e AS (DELETE FROM {s}.events WHERE session_id = $1 AND branch_id = $2),
+             m AS (UPDATE {s}.branches SET merged_into = NULL
+                   WHERE session_id = $1 AND merged_into = $2)
+        DELETE FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"""
+        # Every change to a session's branch graph (fork, merge, close, delete)
+        # first takes this lock, so the set of branch rows cannot grow while
+        # delete_session locks them; appends, which only advance existing rows,
+        # do without it. Two sessions sharing a hash only wait for each other.
+        self.lock_session_graph = (
+            f"SELECT pg_advisory_xact_lock(hashtext('eventjournal:{schema}'), hashtext($1))"
+        )
+        # delete_session then locks every branch row (in id order, as merges do),
+        # then the session's row; a write that got in first has committed by then
+        # and is deleted too, a later one waits and finds the session gone.
+        self.lock_session_branches = (
+            f"SELECT branch_id FROM {s}.branches WHERE session_id = $1"
+            " ORDER BY branch_id FOR UPDATE"
+        )
+        self.lock_session = f"SELECT 1 FROM {s}.sessions WHERE session_id = $1 FOR UPDATE"
+        self.delete_session = f"""
+        WITH e AS (DELETE FROM {s}.events WHERE session_id = $1),
+             b AS (DELETE FROM {s}.branches WHERE session_id = $1 RETURNING 1),
+             ss AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING 1)
+        SELECT (SELECT count(*) FROM b) + (SELECT count(*) FROM ss)"""
+        self.session_ids = f"SELECT session_id FROM {s}.sessions ORDER BY session_id"
+        # With an activity bound the best plan depends on how many sessions match
+        # (few: the last_activity index, then sort; many: the key order, stopping
+        # at the limit), which only a plan made for the actual values can know.
+        self.custom_plans = "SET LOCAL plan_cache_mode = force_custom_plan"
+        # One page: an index range scan of the primary key from the later of
+        # ``after`` and ``prefix`` up to the end of the prefix ($3), filtered on
+        # activity; only then is each page row's branches summed, through their key.
+        self.sessions = f"""
+        SELECT p.session_id, c.branches, c.events, p.created_at, p.last_activity
+        FROM (
+            SELECT session_id, created_at, last_activity FROM {s}.sessions
+            WHERE session_id > $1 AND session_id >= $2 AND session_id < $3
+              AND last_activity >= coalesce($4::timestamptz, '-infinity')
+              AND last_activity < coalesce($5::timestamptz, 'infinity')
+            ORDER BY session_id LIMIT $6::bigint
+        ) p CROSS JOIN LATERAL (
+            SELECT count(*) AS branches,
+                   coalesce(sum(b.head - b.fork_sequence), 0)::bigint AS events
+            FROM {s}.branches b WHERE b.session_id = p.session_id
+        ) c
+        ORDER BY p.session_id
+        """
         self.recent_heads = (
             f"SELECT session_id, branch_id, head FROM {s}.branches WHERE updated_at >= $1"
         )

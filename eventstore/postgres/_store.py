@@ -7,14 +7,19 @@ Needs the ``postgres`` extra (asyncpg)::
     async with PostgresEventStore("postgresql://app@db/app", schema="eventjournal") as store:
         await store.append(EventRecord.new("s1", "main", 1, "message", {"text": "hi"}))
 
-Opening creates the schema if it is missing (under an advisory lock, so many
-processes may open at once) and records its layout in ``schema_version``.
+Opening creates the schema if it is missing, or upgrades an older layout in
+place (under an advisory lock, so many processes may open at once), and
+records its layout in ``schema_version``.
 
 Layout. ``branches(session_id, branch_id, parent_branch, fork_sequence, head,
-created_at, updated_at, merged_into)`` with primary key ``(session_id,
-branch_id)``, and ``events(session_id, branch_id, sequence, event_id, kind,
-data, metadata, recorded_at, position)`` with primary key ``(session_id,
-branch_id, sequence)`` and ``UNIQUE (session_id, event_id)``. ``data`` and
+created_at, updated_at, merged_into, closed, closed_at)`` with primary key
+``(session_id, branch_id)``; ``events(session_id, branch_id, sequence,
+event_id, kind, data, metadata, recorded_at, position)`` with primary key
+``(session_id, branch_id, sequence)`` and ``UNIQUE (session_id, event_id)``;
+``sessions(session_id, created_at, last_activity)``, one row per session,
+upserted by every write in the same transaction and indexed on
+``last_activity``, so :meth:`~PostgresEventStore.sessions` reads one page of
+the primary key (or of that index) whatever the number of sessions. ``data`` and
 ``metadata`` are ``json``, which keeps the text exactly as written (``jsonb``
 would reject ``"\\u0000"`` and turn ``1e20`` into an integer); cast them to
 ``jsonb`` to query or index them. A branch stores only its own events; forks
@@ -22,14 +27,28 @@ copy nothing and a lineage read is one query walking up the ancestors
 (copy-on-write, like every backend).
 
 Sequence checks are atomic, never read-then-write: one statement advances the
-branch row's ``head`` only where it equals ``sequence - 1`` (or creates the
-row, for sequence 1) and inserts the events from that same row, so a stale or
-gapped append changes nothing; the primary key backs it up. A single append or
-a batch is one round trip. A lost connection mid-append raises
+branch row's ``head`` only where it equals ``sequence - 1`` and the branch is
+open (or creates the row, for sequence 1 of ``main``), inserts the events from
+that same row and upserts the session's row, so a stale or gapped append
+changes nothing; the primary key backs it up. A single append or a batch is
+one round trip. A lost connection mid-append raises
 :class:`~eventstore.StorageError`; whether the commit landed is then unknown,
 and re-appending the same records is safe: the ``UNIQUE (session_id,
 event_id)`` key recognises every id the session holds, so a retry returns the
 stored records (looked up only once an insert was refused).
+
+Lifecycle. Only ``main`` comes into being by an append (an unknown branch is
+:class:`~eventstore.BranchNotFound`); a closed branch refuses appends in the
+same atomic statement. Forks, merges, closes and deletes of one session take a
+transaction-scoped advisory lock on it, then branch rows (in id order), then
+the session's row; appends take their branch row, then the session's row. So
+:meth:`~PostgresEventStore.delete_session`, one transaction deleting the
+session's rows from every table, waits for the writes in progress (a pending
+merge included) and never deadlocks with them; a write that comes after finds
+the session gone, and sequence 1 of ``main`` starts it afresh. The rows are
+gone at commit; their bytes stay in the table files as dead tuples until
+``VACUUM`` reclaims the space (``VACUUM FULL`` rewrites the files), and in the
+WAL and any backup until those rotate.
 
 Live events cross processes with ``LISTEN/NOTIFY``: each append's transaction
 notifies ``<schema>.events`` with the written position range (never the
@@ -37,20 +56,25 @@ payload), delivered on commit; :meth:`PostgresEventStore.watch` yields the
 positions other store instances wrote.
 
 Scaling out with Citus: every table's key starts with ``session_id`` and every
-query filters on it (only :meth:`~PostgresEventStore.list_sessions` and the
-listener's reconnect scan span sessions), so both tables distribute by session
-and stay co-located, making each operation a single-shard transaction::
+query filters on it (only :meth:`~PostgresEventStore.list_sessions`,
+:meth:`~PostgresEventStore.sessions` and the listener's reconnect scan span
+sessions), so the tables distribute by session and stay co-located, making
+each write a single-shard transaction::
 
     SELECT create_distributed_table('eventjournal.events', 'session_id');
     SELECT create_distributed_table('eventjournal.branches', 'session_id',
+                                    colocate_with => 'eventjournal.events');
+    SELECT create_distributed_table('eventjournal.sessions', 'session_id',
                                     colocate_with => 'eventjournal.events');
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -68,7 +92,7 @@ from .._errors import (
 )
 from .._ids import MAIN
 from .._lineage import check_merge, merged_records
-from .._records import BranchInfo, EventRecord, MergeResult, utc_now
+from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._ulid import new_ulid
 from .._validate import MAX_SEQUENCE
 from ._listen import Listener, Watch, encode_notice
@@ -83,6 +107,8 @@ _decode = msgspec.json.decode
 _NO_END = MAX_SEQUENCE
 #: Attempts before an append that keeps losing races to branch creation gives up.
 _APPEND_ATTEMPTS = 8
+#: What a prefix of some session id can look like (see ``_ids``).
+_ID_PREFIX = re.compile(r"[A-Za-z0-9._-]*")
 
 
 _by_sequence = operator.itemgetter(1)
@@ -95,7 +121,11 @@ def _record(session_id: str, row: Any) -> EventRecord:
 
 
 def _info(session_id: str, row: Any) -> BranchInfo:
-    return BranchInfo(session_id, row[0], row[1], row[2], row[3], row[4], row[5])
+    return BranchInfo(session_id, row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def _session_info(row: Any) -> SessionInfo:
+    return SessionInfo(row[0], row[1], row[2], row[3], row[4])
 
 
 class PostgresEventStore(EventStore):
@@ -216,7 +246,8 @@ class PostgresEventStore(EventStore):
         """
         first = events[0]
         last = first.sequence + len(events) - 1
-        sql = self._sql.append_new if first.sequence == 1 else self._sql.append_next
+        creates = first.sequence == 1 and first.branch_id == MAIN
+        sql = self._sql.append_new if creates else self._sql.append_next
         try:
             row = await conn.fetchrow(
                 sql,
@@ -254,13 +285,15 @@ class PostgresEventStore(EventStore):
             if stored is not None:
                 return stored
         row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
+        if row is None and first.branch_id != MAIN:
+            raise BranchNotFound(first.session_id, first.branch_id)
         head = 0 if row is None else row[3]
         if first.sequence != head + 1:
             stored = await self._read_on(
                 conn, first.session_id, first.branch_id, first.sequence, events[-1].sequence, None
             )
             return resolve_retry(stored, events, head)
-        if row is not None and row[5] is not None:
+        if row is not None and row[6]:
             raise BranchClosed(first.session_id, first.branch_id, row[5])
         return None
 
@@ -273,6 +306,7 @@ class PostgresEventStore(EventStore):
         sql = self._sql
         with self._errors():
             async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(sql.lock_session_graph, session_id)
                 if await conn.fetchrow(sql.branch, session_id, branch_id) is not None:
                     raise BranchExists(session_id, branch_id)
                 if from_branch == MAIN:
@@ -282,7 +316,7 @@ class PostgresEventStore(EventStore):
                 parent = await conn.fetchrow(sql.branch_for_share, session_id, from_branch)
                 if parent is None:
                     raise BranchNotFound(session_id, from_branch)
-                if parent[5] is not None:
+                if parent[6]:
                     raise BranchClosed(session_id, from_branch, parent[5])
                 at = parent[3] if fork_sequence is None else fork_sequence
                 if at > parent[3]:
@@ -294,6 +328,7 @@ class PostgresEventStore(EventStore):
                 row = await conn.fetchrow(sql.create_branch, session_id, branch_id, from_branch, at)
                 if row is None:
                     raise BranchExists(session_id, branch_id)
+                await conn.execute(sql.touch_session, session_id)
                 return _info(session_id, row)
 
     async def _merge_branch(
@@ -302,6 +337,7 @@ class PostgresEventStore(EventStore):
         sql = self._sql
         with self._errors():
             async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(sql.lock_session_graph, session_id)
                 if MAIN in (source_branch, target_branch):
                     await conn.execute(sql.ensure_main, session_id)
                 names = sorted({source_branch, target_branch})
@@ -318,7 +354,7 @@ class PostgresEventStore(EventStore):
                 }
                 check_merge(everything, session_id, source_branch, target_branch)
                 for name in (source_branch, target_branch):
-                    if locked[name].merged_into is not None:
+                    if locked[name].closed:
                         raise BranchClosed(session_id, name, locked[name].merged_into)
                 source_rows = await conn.fetch(sql.own_events, session_id, source_branch)
                 target = locked[target_branch]
@@ -328,14 +364,54 @@ class PostgresEventStore(EventStore):
                 # Both rows are locked, so this insert cannot lose a race.
                 if records and not await self._insert(conn, records):
                     raise StorageError(f"merge into {session_id}/{target_branch} lost its lock")
-                await conn.execute(
-                    f'UPDATE "{self._schema}".branches SET merged_into = $3, updated_at = now()'
-                    " WHERE session_id = $1 AND branch_id = $2",
-                    session_id,
-                    source_branch,
-                    target_branch,
-                )
+                await conn.execute(sql.mark_merged, session_id, source_branch, target_branch)
+                await conn.execute(sql.touch_session, session_id)
         return MergeResult(source_branch, target_branch, len(records), target.head + len(records))
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
+        sql = self._sql
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(sql.lock_session_graph, session_id)
+                if branch_id == MAIN:
+                    await conn.execute(sql.ensure_main, session_id)
+                row = await conn.fetchrow(sql.close_branch, session_id, branch_id)
+                if row is None:  # closed already, or missing
+                    row = await conn.fetchrow(sql.branch, session_id, branch_id)
+        if row is None:
+            raise BranchNotFound(session_id, branch_id)
+        return _info(session_id, row)
+
+    async def _delete_session(self, session_id: str) -> bool:
+        sql = self._sql
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # The session's graph lock, its branch rows, then its row: the order
+                # every write takes them in, so pending appends, forks and merges
+                # are waited for, and none of them can deadlock with the delete.
+                await conn.execute(sql.lock_session_graph, session_id)
+                await conn.fetch(sql.lock_session_branches, session_id)
+                await conn.fetch(sql.lock_session, session_id)
+                deleted = await conn.fetchval(sql.delete_session, session_id)
+        return bool(deleted)
+
+    async def _delete_branch(self, session_id: str, branch_id: str) -> None:
+        sql = self._sql
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Waits for a fork in progress, so the check below sees every child;
+                # FOR UPDATE waits for an append in progress.
+                await conn.execute(sql.lock_session_graph, session_id)
+                if await conn.fetchrow(sql.branch_for_update, session_id, branch_id) is None:
+                    raise BranchNotFound(session_id, branch_id)
+                forks = [row[0] for row in await conn.fetch(sql.forks_of, session_id, branch_id)]
+                if forks:
+                    raise InvalidBranchOperation(
+                        session_id, branch_id, f"branches {forks} fork from it; delete them first"
+                    )
+                await conn.execute(sql.delete_branch, session_id, branch_id)
 
     # -- reads -------------------------------------------------------------------
 
@@ -384,5 +460,28 @@ class PostgresEventStore(EventStore):
 
     async def _list_sessions(self) -> list[str]:
         with self._errors():
-            rows = await self._pool.fetch(self._sql.sessions)
+            rows = await self._pool.fetch(self._sql.session_ids)
         return [row[0] for row in rows]
+
+    async def _sessions(
+        self,
+        prefix: str | None,
+        active_after: datetime | None,
+        active_before: datetime | None,
+        limit: int | None,
+        after: str | None,
+    ) -> list[SessionInfo]:
+        prefix = prefix or ""
+        if _ID_PREFIX.fullmatch(prefix) is None:
+            return []  # no id starts with it
+        # Ids are ASCII below DEL, so [prefix, prefix + DEL) holds exactly the
+        # ids that start with the prefix: a range the primary key serves.
+        args = (after or "", prefix, prefix + "\x7f", active_after, active_before, limit)
+        with self._errors():
+            if active_after is None and active_before is None:
+                rows = await self._pool.fetch(self._sql.sessions, *args)
+            else:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await conn.execute(self._sql.custom_plans)
+                    rows = await conn.fetch(self._sql.sessions, *args)
+        return [_session_info(row) for row in rows]

@@ -8,6 +8,8 @@ lives here stays cheap to import.
 import typing as _typing
 
 from ._contract import EventStoreContract as EventStoreContract
+from ._contract import LifecycleContract as LifecycleContract
+from ._contract import PersistentLifecycleContract as PersistentLifecycleContract
 from ._contract import PersistentStoreContract as PersistentStoreContract
 
 if _typing.TYPE_CHECKING:
@@ -35,7 +37,9 @@ __all__ = (
     "EventStoreContract",
     "Fork",
     "Merge",
+    "LifecycleContract",
     "Operation",
+    "PersistentLifecycleContract",
     "PersistentStoreContract",
     "apply_operation",
     "apply_operations",

@@ -19,7 +19,10 @@ the same data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,9 +39,15 @@ from .._errors import (
     StoreClosed,
 )
 from .._ids import MAIN
-from .._records import EventRecord
+from .._records import EventRecord, utc_now
+from .._ulid import new_ulid
 
-__all__ = ("EventStoreContract", "PersistentStoreContract")
+__all__ = (
+    "EventStoreContract",
+    "LifecycleContract",
+    "PersistentLifecycleContract",
+    "PersistentStoreContract",
+)
 
 StoreFactory = Callable[[], EventStore]
 
@@ -95,15 +104,21 @@ class EventStoreContract:
             await store.append(ev("s1", 3))
         assert await store.head("s1") == 1
 
-    async def test_root_branches_keep_their_own_sequences(self, store: EventStore) -> None:
+    async def test_only_main_is_implicit(self, store: EventStore) -> None:
         await store.append(ev("s1", 1, branch="main"))
         await store.append(ev("s1", 2, branch="main"))
+        # A typo never silently starts a new root branch.
+        with pytest.raises(BranchNotFound):
+            await store.append(ev("s1", 1, branch="feature-x"))
+        with pytest.raises(BranchNotFound):
+            await store.append_batch([ev("s1", 1, branch="feature-x")])
+        await store.create_branch("s1", "feature-x", fork_sequence=0)
         await store.append(ev("s1", 1, branch="feature-x"))
         assert await store.head("s1", "main") == 2
         assert await store.head("s1", "feature-x") == 1
         assert [r.branch_id for r in await store.read("s1", "feature-x")] == ["feature-x"]
         info = await store.branch_info("s1", "feature-x")
-        assert (info.parent_branch, info.fork_sequence, info.head) == (None, 0, 1)
+        assert (info.parent_branch, info.fork_sequence, info.head) == ("main", 0, 1)
 
     # -- appends ----------------------------------------------------------------
 
@@ -364,6 +379,9 @@ class EventStoreContract:
         # ``main`` exists implicitly, so it can never be created as a fork.
         with pytest.raises(BranchExists):
             await store.create_branch("s1", MAIN)
+        with pytest.raises(BranchNotFound):
+            await store.append(ev("s1", 1, branch="root"))
+        await store.create_branch("s1", "root")
         await store.append(ev("s1", 1, branch="root"))
         with pytest.raises(BranchExists):
             await store.create_branch("s1", MAIN, from_branch="root")
@@ -521,3 +539,288 @@ class PersistentStoreContract:
             await store.append(ev("s1", 5, branch="alt"))
             assert await store.head("s1") == 7
             assert await store.list_sessions() == ["s1"]
+
+
+class LifecycleContract:
+    """Closing, deleting, listing and expiring sessions and branches (issue 14).
+
+    :meth:`residue` says where a store still holds some bytes; it knows a file
+    store's root. Override it to search your backend's storage too (the erasure
+    checks are skipped where it returns ``None``).
+    """
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
+        async with store_factory() as opened:
+            yield opened
+
+    async def residue(self, store: EventStore, marker: bytes) -> list[str] | None:
+        """Every place in the store's storage that still holds ``marker``.
+
+        ``None`` if this cannot search the store's storage (memory).
+        """
+        root = getattr(store, "root", None)
+        if not isinstance(root, str):
+            return None
+        return await asyncio.to_thread(_grep_tree, root, marker)
+
+    # -- close_branch ----------------------------------------------------------------
+
+    async def test_closed_branch_refuses_appends_and_forks(self, store: EventStore) -> None:
+        written = await fill(store, "s1", 2)
+        info = await store.close_branch("s1")
+        assert (info.closed, info.head, info.merged_into) == (True, 2, None)
+        with pytest.raises(BranchClosed) as caught:
+            await store.append(ev("s1", 3))
+        assert (caught.value.session_id, caught.value.branch_id) == ("s1", MAIN)
+        assert caught.value.merged_into is None
+        with pytest.raises(BranchClosed):
+            await store.append_batch([ev("s1", 3), ev("s1", 4)])
+        with pytest.raises(BranchClosed):
+            await store.create_branch("s1", "alt")
+        # Its history stays readable, and a retry of a stored write still answers.
+        assert await store.read("s1") == written
+        assert await store.append(written[1]) == written[1]
+        assert await store.head("s1") == 2
+        assert (await store.branch_info("s1")).closed
+
+    async def test_close_is_idempotent_and_merge_closes_too(self, store: EventStore) -> None:
+        await fill(store, "s1", 2)
+        await store.create_branch("s1", "alt")
+        await store.append(ev("s1", 3, branch="alt"))
+        first = await store.close_branch("s1", "alt")
+        assert await store.close_branch("s1", "alt") == first
+        with pytest.raises(BranchClosed):
+            await store.merge_branch("s1", "alt", MAIN)
+        await store.create_branch("s1", "side")
+        await store.merge_branch("s1", "side", MAIN)
+        side = await store.branch_info("s1", "side")
+        assert (side.closed, side.merged_into) == (True, MAIN)
+        assert (await store.close_branch("s1", "side")).merged_into == MAIN
+        assert {b.branch_id: b.closed for b in await store.list_branches("s1")} == {
+            MAIN: False,
+            "alt": True,
+            "side": True,
+        }
+
+    async def test_close_unknown_branch_or_session(self, store: EventStore) -> None:
+        with pytest.raises(BranchNotFound):
+            await store.close_branch("s1", "nope")
+        with pytest.raises(InvalidIdentifier):
+            await store.close_branch("../evil")
+        assert await store.list_sessions() == []
+        # main always exists: closing it says a run ended before its first event.
+        info = await store.close_branch("s1")
+        assert (info.closed, info.head) == (True, 0)
+        assert await store.list_sessions() == ["s1"]
+        with pytest.raises(BranchClosed):
+            await store.append(ev("s1", 1))
+
+    # -- delete_session ----------------------------------------------------------------
+
+    async def test_delete_session_erases_everything(self, store: EventStore) -> None:
+        marker = f"secret-{new_ulid()}"
+        await store.append_batch([ev("s1", n, data={"secret": marker, "n": n}) for n in (1, 2)])
+        await store.create_branch("s1", "alt", fork_sequence=1)
+        await store.append(ev("s1", 2, branch="alt", data={"secret": marker}))
+        await store.create_branch("s1", "side")
+        await store.append(ev("s1", 3, branch="side", data=[marker]))
+        await store.merge_branch("s1", "side", MAIN)
+        await store.close_branch("s1", "alt")
+        kept = await fill(store, "s2", 2)
+        found = await self.residue(store, marker.encode())
+        assert found is None or found, "the erasure check cannot find the marker"
+        assert await store.delete_session("s1") is True
+        assert await self.residue(store, marker.encode()) in (None, [])
+        assert await store.read("s1") == []
+        assert await store.read("s1", "alt") == []
+        assert await store.head("s1") == 0
+        assert await store.list_branches("s1") == []
+        with pytest.raises(BranchNotFound):
+            await store.branch_info("s1", "alt")
+        assert await store.list_sessions() == ["s2"]
+        assert [i.session_id for i in await store.sessions()] == ["s2"]
+        assert await store.read("s2") == kept
+        assert await store.delete_session("s1") is False
+
+    async def test_deleted_id_is_reused_from_sequence_one(self, store: EventStore) -> None:
+        old = await fill(store, "s1", 3)
+        await store.create_branch("s1", "alt")
+        await store.close_branch("s1")
+        assert await store.delete_session("s1")
+        with pytest.raises(SequenceConflict):
+            await store.append(ev("s1", 4))
+        # The old event ids are forgotten with the session: these are new writes.
+        again = await store.append_batch([old[0], ev("s1", 2)])
+        assert await store.read("s1") == again
+        assert [b.branch_id for b in await store.list_branches("s1")] == [MAIN]
+        assert not (await store.branch_info("s1")).closed
+        info = await store.create_branch("s1", "alt")
+        assert (info.fork_sequence, info.head) == (2, 2)
+
+    async def test_delete_unknown_session_is_a_no_op(self, store: EventStore) -> None:
+        await fill(store, "s1", 1)
+        assert await store.delete_session("nope") is False
+        with pytest.raises(InvalidIdentifier):
+            await store.delete_session("../s1")
+        assert await store.list_sessions() == ["s1"]
+
+    # -- delete_branch -----------------------------------------------------------------
+
+    async def test_delete_branch(self, store: EventStore) -> None:
+        marker = f"branch-secret-{new_ulid()}"
+        trunk = await fill(store, "s1", 2)
+        await store.create_branch("s1", "alt", fork_sequence=1)
+        await store.append(ev("s1", 2, branch="alt", data={"secret": marker}))
+        await store.create_branch("s1", "leaf", from_branch="alt")
+        with pytest.raises(InvalidBranchOperation):
+            await store.delete_branch("s1", "alt")  # "leaf" forks from it
+        with pytest.raises(InvalidBranchOperation):
+            await store.delete_branch("s1", MAIN)
+        with pytest.raises(BranchNotFound):
+            await store.delete_branch("s1", "nope")
+        with pytest.raises(BranchNotFound):
+            await store.delete_branch("unknown", "alt")
+        await store.delete_branch("s1", "leaf")
+        await store.delete_branch("s1", "alt")
+        assert await self.residue(store, marker.encode()) in (None, [])
+        assert [b.branch_id for b in await store.list_branches("s1")] == [MAIN]
+        with pytest.raises(BranchNotFound):
+            await store.branch_info("s1", "alt")
+        with pytest.raises(BranchNotFound):
+            await store.append(ev("s1", 3, branch="alt"))
+        assert await store.read("s1") == trunk
+        # The name is free again, for a branch with nothing of the old one.
+        info = await store.create_branch("s1", "alt")
+        assert (info.fork_sequence, info.head, info.closed) == (2, 2, False)
+        assert await store.read("s1", "alt") == trunk
+
+    async def test_delete_merge_target_leaves_sources_closed(self, store: EventStore) -> None:
+        await fill(store, "s1", 1)
+        await store.create_branch("s1", "target")
+        await store.create_branch("s1", "source", fork_sequence=0)
+        await store.append(ev("s1", 1, branch="source"))
+        await store.merge_branch("s1", "source", "target")
+        await store.delete_branch("s1", "target")
+        info = await store.branch_info("s1", "source")
+        assert (info.closed, info.merged_into) == (True, None)
+        with pytest.raises(BranchClosed):
+            await store.append(ev("s1", 2, branch="source"))
+
+    # -- sessions and expire -------------------------------------------------------------
+
+    async def test_sessions_lists_size_and_activity(self, store: EventStore) -> None:
+        before = utc_now()
+        await fill(store, "a1", 3)
+        await store.create_branch("a1", "alt", fork_sequence=1)
+        await store.append(ev("a1", 2, branch="alt"))
+        await fill(store, "a2", 1)
+        await store.close_branch("b1")
+        infos = {i.session_id: i for i in await store.sessions()}
+        assert list(infos) == ["a1", "a2", "b1"]
+        assert (infos["a1"].branches, infos["a1"].events) == (2, 4)
+        assert (infos["a2"].branches, infos["a2"].events) == (1, 1)
+        assert (infos["b1"].branches, infos["b1"].events) == (1, 0)
+        for info in infos.values():
+            assert before <= info.created_at <= info.last_activity <= utc_now()
+        last = await store.read("a1", "alt", 2)
+        assert infos["a1"].last_activity >= last[0].recorded_at
+        assert [i.session_id for i in await store.sessions(prefix="a")] == ["a1", "a2"]
+        assert [i.session_id for i in await store.sessions(prefix="zz")] == []
+        assert [i.session_id for i in await store.sessions(limit=2)] == ["a1", "a2"]
+        assert [i.session_id for i in await store.sessions(after="a2")] == ["b1"]
+        assert [i.session_id for i in await store.sessions(after="a1", limit=1)] == ["a2"]
+        assert await store.sessions(limit=0) == []
+
+    async def test_sessions_by_activity(self, store: EventStore) -> None:
+        await fill(store, "old", 1)
+        await store.close_branch("closed-early")
+        mark = _after_now()
+        await fill(store, "new", 1)
+        await store.close_branch("closed-early")  # already closed: no new activity
+        assert [i.session_id for i in await store.sessions(active_before=mark)] == [
+            "closed-early",
+            "old",
+        ]
+        assert [i.session_id for i in await store.sessions(active_after=mark)] == ["new"]
+        # Closing a branch is activity too.
+        await store.create_branch("old", "alt")
+        await store.close_branch("old", "alt")
+        assert [i.session_id for i in await store.sessions(active_after=mark)] == ["new", "old"]
+
+    async def test_sessions_rejects_bad_arguments(self, store: EventStore) -> None:
+        with pytest.raises(ValueError, match="timezone"):
+            await store.sessions(active_after=datetime(2024, 1, 1))
+        with pytest.raises(ValueError):
+            await store.sessions(limit=-1)
+        with pytest.raises(InvalidIdentifier):
+            await store.sessions(after="../x")
+        with pytest.raises(TypeError):
+            await store.sessions(prefix=3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.expire(idle_for=30)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await store.expire(idle_for=timedelta(seconds=-1))
+
+    async def test_expire_deletes_idle_sessions(self, store: EventStore) -> None:
+        for session in ("s1", "s2", "s3"):
+            await fill(store, session, 2)
+        assert await store.expire(idle_for=timedelta(days=1)) == []
+        _after_now()
+        assert await store.expire(idle_for=timedelta(0)) == ["s1", "s2", "s3"]
+        assert await store.list_sessions() == []
+        assert await store.sessions() == []
+
+    async def test_only_main_is_implicit_on_batches(self, store: EventStore) -> None:
+        with pytest.raises(BranchNotFound):
+            await store.append_batch([ev("s1", 1, branch="retyr"), ev("s1", 2, branch="retyr")])
+        with pytest.raises(BranchNotFound):
+            await store.append(ev("s1", 5, branch="retyr"))
+        assert await store.list_sessions() == []
+
+
+class PersistentLifecycleContract:
+    """Closes and deletes outlive the store object."""
+
+    async def test_close_and_delete_survive_a_reopen(
+        self, persistent_store_factory: StoreFactory
+    ) -> None:
+        async with persistent_store_factory() as store:
+            await fill(store, "s1", 2)
+            await store.create_branch("s1", "alt")
+            await store.create_branch("s1", "gone")
+            await store.append(ev("s1", 3, branch="gone"))
+            await store.close_branch("s1", "alt")
+            await store.delete_branch("s1", "gone")
+            await fill(store, "s2", 2)
+            assert await store.delete_session("s2")
+        async with persistent_store_factory() as store:
+            assert (await store.branch_info("s1", "alt")).closed
+            with pytest.raises(BranchClosed):
+                await store.append(ev("s1", 3, branch="alt"))
+            assert [b.branch_id for b in await store.list_branches("s1")] == ["alt", MAIN]
+            assert await store.list_sessions() == ["s1"]
+            assert await store.read("s2") == []
+            assert await store.append(ev("s2", 1))
+            info = {i.session_id: i for i in await store.sessions()}
+            assert (info["s1"].branches, info["s1"].events) == (2, 2)
+            assert (info["s2"].branches, info["s2"].events) == (1, 1)
+
+
+def _after_now() -> datetime:
+    """The current time, once the clock has moved past everything before the call."""
+    mark = utc_now()
+    while utc_now() <= mark:
+        pass
+    return utc_now()
+
+
+def _grep_tree(root: str, marker: bytes) -> list[str]:
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError), open(path, "rb") as file:
+                if marker in file.read():
+                    found.append(path)
+    return found

@@ -33,6 +33,8 @@ class ModelBranch:
     fork: int = 0
     own: list[EventRecord] = field(default_factory=list)
     merged_into: str | None = None
+    #: Closed by ``close_branch`` (or a merge target deleted after the merge).
+    closed: bool = False
     #: First ``created_at`` the store reported; later reports must agree.
     created_at: datetime | None = None
 
@@ -58,7 +60,7 @@ class ReferenceModel:
 
     def closed(self, session_id: str, branch_id: str) -> bool:
         branch = self.branch(session_id, branch_id)
-        return branch is not None and branch.merged_into is not None
+        return branch is not None and (branch.merged_into is not None or branch.closed)
 
     def head(self, session_id: str, branch_id: str) -> int:
         branch = self.branch(session_id, branch_id)
@@ -106,7 +108,29 @@ class ReferenceModel:
             if branch.own
         ]
 
+    def summary(self, session_id: str) -> tuple[int, int]:
+        """``(branches, events)`` as :class:`~eventstore.SessionInfo` reports them."""
+        branches = self.sessions[session_id]
+        return len(branches), sum(len(branch.own) for branch in branches.values())
+
     # -- expected errors ---------------------------------------------------------
+
+    def append_errors(self, session_id: str, branch_id: str) -> ErrorTypes:
+        """The error an append at the head must raise: only ``main`` is implicit."""
+        if not self.exists(session_id, branch_id):
+            return frozenset({BranchNotFound})
+        return frozenset({BranchClosed}) if self.closed(session_id, branch_id) else frozenset()
+
+    def delete_branch_errors(self, session_id: str, branch_id: str) -> ErrorTypes:
+        """Every error ``delete_branch`` may raise here; empty if it must succeed."""
+        errors: set[type[EventStoreError]] = set()
+        if branch_id == MAIN:
+            errors.add(InvalidBranchOperation)
+        elif self.branch(session_id, branch_id) is None:
+            errors.add(BranchNotFound)
+        elif any(b.parent == branch_id for b in self.sessions[session_id].values()):
+            errors.add(InvalidBranchOperation)
+        return frozenset(errors)
 
     def fork_errors(
         self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
@@ -158,3 +182,15 @@ class ReferenceModel:
     def merged(self, session_id: str, source: str, target: str, records: list[EventRecord]) -> None:
         self.materialize(session_id, source).merged_into = target
         self.materialize(session_id, target).own.extend(records)
+
+    def closed_branch(self, session_id: str, branch_id: str) -> None:
+        self.materialize(session_id, branch_id).closed = True
+
+    def deleted_branch(self, session_id: str, branch_id: str) -> None:
+        branches = self.sessions[session_id]
+        del branches[branch_id]
+        for branch in branches.values():
+            if branch.merged_into == branch_id:
+                # Still closed, merged into a branch that is no more.
+                branch.merged_into = None
+                branch.closed = True

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from hypothesis import event
@@ -45,7 +46,6 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from .._base import EventStore
 from .._errors import (
-    BranchClosed,
     BranchNotFound,
     CorruptLog,
     EventStoreError,
@@ -80,8 +80,9 @@ def _same_info(info: BranchInfo, model: ReferenceModel, session_id: str, branch_
         assert (info.parent_branch, info.fork_sequence, info.head) == (None, 0, 0), info
         assert info.merged_into is None, info
         return
-    expected = (branch.parent, branch.fork, branch.head, branch.merged_into)
-    got = (info.parent_branch, info.fork_sequence, info.head, info.merged_into)
+    closed = branch.closed or branch.merged_into is not None
+    expected = (branch.parent, branch.fork, branch.head, branch.merged_into, closed)
+    got = (info.parent_branch, info.fork_sequence, info.head, info.merged_into, info.closed)
     assert got == expected, f"{session_id}/{branch_id}: store says {got}, model {expected}"
     assert info.created_at.tzinfo is not None, info
     if branch.created_at is None:
@@ -149,7 +150,8 @@ class StoreMachine(RuleBasedStateMachine):
     def where(self, data: st.DataObject, label: str = "branch") -> tuple[str, str]:
         """A session and branch, mostly one that exists, so rules build on each other."""
         known = [(s, b) for s, branches in sorted(self.model.sessions.items()) for b in branches]
-        anywhere = st.tuples(_sessions, _branches)
+        # Only main is implicit: an unknown session's main is how sessions appear.
+        anywhere = st.tuples(_sessions, st.just(MAIN) | _branches)
         pick = st.one_of(st.sampled_from(known), st.sampled_from(known), anywhere)
         return data.draw(pick if known else anywhere, label=label)
 
@@ -161,15 +163,12 @@ class StoreMachine(RuleBasedStateMachine):
         limit = data.draw(st.none() | near, label="limit")
         return start, end, limit
 
-    def closed_error(self, closed: bool) -> ErrorTypes:
-        return frozenset({BranchClosed}) if closed else frozenset()
-
     @rule(data=st.data(), payload=_payloads)
     def append_next(self, data: st.DataObject, payload: Any) -> None:
         session, branch = self.where(data)
         record = self.new_record(session, branch, self.model.head(session, branch) + 1, payload)
-        closed = self.model.closed(session, branch)
-        stored = self.attempt(self.store.append(record), self.closed_error(closed))
+        allowed = self.model.append_errors(session, branch)
+        stored = self.attempt(self.store.append(record), allowed)
         if stored is not None:
             assert stored == record, (stored, record)
             self.model.appended([record])
@@ -187,8 +186,8 @@ class StoreMachine(RuleBasedStateMachine):
             assert (exc.expected, exc.actual) == (head + 1, sequence), exc
             assert f"expected {head + 1}, got {sequence}" in str(exc), exc
         except EventStoreError as exc:
-            # Which check a closed branch fails first is the backend's choice.
-            assert self.model.closed(session, branch), f"unexpected {exc!r}"
+            # Which check a closed or unknown branch fails first is the backend's choice.
+            assert self.model.append_errors(session, branch), f"unexpected {exc!r}"
         else:
             raise AssertionError(f"append at {sequence} over head {head} was accepted")
 
@@ -196,7 +195,7 @@ class StoreMachine(RuleBasedStateMachine):
     def race(self, data: st.DataObject, writers: int) -> None:
         """Concurrent writers of the same next sequence: exactly one wins."""
         session, branch = self.where(data)
-        if self.model.closed(session, branch):
+        if self.model.append_errors(session, branch):
             return
         sequence = self.model.head(session, branch) + 1
         records = [
@@ -205,7 +204,10 @@ class StoreMachine(RuleBasedStateMachine):
         results = self.run(_gather([self.store.append(r) for r in records]))
         winners = [r for r in results if isinstance(r, EventRecord)]
         losers = [r for r in results if isinstance(r, SequenceConflict)]
-        assert len(winners) == 1 and len(losers) == writers - 1, results
+        assert len(winners) == 1 and len(losers) == writers - 1, (
+            f"race: {len(winners)} of {writers} writers of one sequence was accepted",
+            results,
+        )
         assert winners[0] in records, winners
         self.model.appended(winners)
 
@@ -214,8 +216,8 @@ class StoreMachine(RuleBasedStateMachine):
         session, branch = self.where(data)
         first = self.model.head(session, branch) + 1
         batch = [self.new_record(session, branch, first + n, d) for n, d in enumerate(items)]
-        closed = self.model.closed(session, branch)
-        stored = self.attempt(self.store.append_batch(batch), self.closed_error(closed))
+        allowed = self.model.append_errors(session, branch)
+        stored = self.attempt(self.store.append_batch(batch), allowed)
         if stored is not None:
             assert stored == batch, (stored, batch)
             self.model.appended(batch)
@@ -250,9 +252,7 @@ class StoreMachine(RuleBasedStateMachine):
             start = last if last is not None else self.new_record(session, branch, head, None)
             batch = [start, first]
             if last is None:
-                allowed = frozenset({SequenceConflict}) | self.closed_error(
-                    self.model.closed(session, branch)
-                )
+                allowed = frozenset({SequenceConflict}) | self.model.append_errors(session, branch)
         self.attempt(self.store.append_batch(batch), allowed)
 
     @rule(data=st.data())
@@ -384,6 +384,79 @@ class StoreMachine(RuleBasedStateMachine):
             for info in infos:
                 _same_info(info, self.model, session, info.branch_id)
 
+    # -- lifecycle -------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        op=st.sampled_from(["close", "delete_branch", "delete_session", "expire", "sessions"]),
+    )
+    def lifecycle(self, data: st.DataObject, op: str) -> None:
+        """One rule for all five, so the others keep their share of the steps."""
+        if op == "close":
+            self.close_branch(data)
+        elif op == "delete_branch":
+            self.delete_branch(data)
+        elif op == "delete_session":
+            self.delete_session(data.draw(_sessions, label="session"))
+        elif op == "expire":
+            self.expire(data.draw(st.booleans(), label="everything"))
+        else:
+            prefix = data.draw(st.sampled_from([None, "s", "A"]), label="prefix")
+            self.sessions(prefix, data.draw(st.none() | st.integers(1, 3), label="limit"))
+
+    def close_branch(self, data: st.DataObject) -> None:
+        session, branch = self.where(data)
+        allowed = frozenset() if self.model.exists(session, branch) else _NOT_FOUND
+        info = self.attempt(self.store.close_branch(session, branch), allowed, "close")
+        if info is None:
+            return
+        assert info.closed, info
+        self.model.closed_branch(session, branch)
+        _same_info(info, self.model, session, branch)
+
+    def delete_branch(self, data: st.DataObject) -> None:
+        session, branch = self.where(data)
+        allowed = self.model.delete_branch_errors(session, branch)
+        self.attempt(self.store.delete_branch(session, branch), allowed, "delete_branch")
+        if not allowed:
+            self.model.deleted_branch(session, branch)
+            assert self.run(self.store.head(session, branch)) == 0
+            assert self.run(self.store.read(session, branch)) == []
+
+    def delete_session(self, session: str) -> None:
+        existed = self.run(self.store.delete_session(session))
+        assert existed == (session in self.model.sessions), (session, existed)
+        self.model.sessions.pop(session, None)
+        assert self.run(self.store.read(session)) == []
+        assert self.run(self.store.list_branches(session)) == []
+
+    def expire(self, everything: bool) -> None:
+        idle_for = timedelta(0) if everything else timedelta(days=3650)
+        deleted = self.run(self.store.expire(idle_for=idle_for))
+        assert deleted == sorted(deleted), deleted
+        assert set(deleted) <= set(self.model.sessions), deleted
+        if not everything:
+            assert deleted == [], deleted
+        for session in deleted:
+            del self.model.sessions[session]
+
+    def sessions(self, prefix: str | None, limit: int | None) -> None:
+        listed = []
+        after: str | None = None
+        while page := self.run(self.store.sessions(prefix=prefix, limit=limit, after=after)):
+            listed.extend(page)
+            after = page[-1].session_id
+            if limit is None:
+                break
+        expected = [s for s in sorted(self.model.sessions) if s.startswith(prefix or "")]
+        assert [i.session_id for i in listed] == expected, (listed, expected)
+        if prefix is None:
+            ids = self.run(self.store.list_sessions())
+            assert ids == expected, ("list_sessions", ids, expected)
+        for info in listed:
+            assert (info.branches, info.events) == self.model.summary(info.session_id), info
+            assert info.created_at <= info.last_activity, info
+
     @rule(
         name=hostile_identifiers(),
         op=st.sampled_from(["append", "branch", "read", "head", "fork", "merge", "list"]),
@@ -441,7 +514,7 @@ class CrashRules(ReopenRules):
         head = self.model.head(session, branch)
         batch = [self.new_record(session, branch, head + 1 + n, None) for n in range(in_flight)]
         pending = None
-        if batch and not self.model.closed(session, branch):
+        if batch and not self.model.append_errors(session, branch):
             pending = self.run(_start(self.store.append_batch(batch)))
         self.run(_wait(self.crash_hook(self.store)))
         if pending is not None:

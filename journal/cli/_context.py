@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from eventstore.file import FileEventStore
 from ._render import Output
 
 __all__ = (
+    "parse_age",
+    "parse_since",
     "BRANCH",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -194,3 +198,40 @@ def add_session(parser: argparse.ArgumentParser, *, optional: bool = False) -> N
 def add_branch(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
     """The ``--branch``/``-b`` option, ``main`` by default."""
     parser.add_argument("--branch", "-b", type=BRANCH, default=MAIN, help="default: main")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_AGE = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``1w2d``, ``90s``: a duration (units s, m, h, d, w).
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    parts = _AGE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"expected a duration like 30d, 12h or 1w2d, got {text!r}")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def parse_since(text: str) -> datetime:
+    """A moment: a duration ago (``7d``) or an ISO 8601 time (UTC if it names no zone).
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        return datetime.now(UTC) - parse_age(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration (7d) or an ISO time (2026-01-31T12:00Z), got {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+parse_age.__name__ = "duration"
+parse_since.__name__ = "time"

@@ -28,6 +28,7 @@ from ._context import (
     Context,
     Handler,
 )
+from ._lifecycle import add_commands as lifecycle_commands
 from ._reading import add_commands as reading_commands
 from ._render import Output
 from ._transfer import add_export, add_import
@@ -43,6 +44,7 @@ GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     add_export,
     writing_commands,
     add_import,
+    lifecycle_commands,
 )
 
 

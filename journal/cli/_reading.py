@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
-from eventstore import BranchInfo, EventRecord, EventStore
+from eventstore import BranchInfo, EventRecord
 from eventstore._lineage import segments
 from eventstore.file import FileEventStore
 
@@ -22,12 +21,13 @@ from ._context import (
     Context,
     add_branch,
     add_session,
+    parse_since,
     require_branch,
     require_session,
     seconds,
     sequence,
 )
-from ._render import branch_tree, format_record, format_time, plural, table
+from ._render import branch_state, branch_tree, format_record, format_time, plural, table
 
 __all__ = (
     "add_commands",
@@ -43,7 +43,12 @@ __all__ = (
 
 def add_commands(command: AddCommand) -> None:
     """Register the reading commands."""
-    command("sessions", "List sessions: branches, events, last activity.", sessions)
+    p = command("sessions", "List sessions: branches, events, last activity.", sessions)
+    p.add_argument("--prefix", metavar="P", help="only ids starting with P")
+    p.add_argument(
+        "--active-since", type=parse_since, metavar="T", help="active since: 7d ago, or an ISO time"
+    )
+    p.add_argument("--limit", type=sequence(0), metavar="N", help="at most N sessions")
 
     p = command("branches", "Show a session's branch tree: fork points, heads, merges.", branches)
     add_session(p)
@@ -82,40 +87,30 @@ def add_commands(command: AddCommand) -> None:
 READER_CHECK = 0.5
 
 
-async def _last_activity(store: EventStore, infos: Sequence[BranchInfo]) -> datetime | None:
-    latest: datetime | None = None
-    for info in infos:
-        if info.head <= info.fork_sequence:
-            continue
-        last = await store.read(info.session_id, info.branch_id, info.head, 1)
-        if last and (latest is None or last[0].recorded_at > latest):
-            latest = last[0].recorded_at
-    return latest
-
-
 def _own_events(infos: Sequence[BranchInfo]) -> int:
     return sum(info.head - info.fork_sequence for info in infos)
 
 
 async def sessions(ctx: Context) -> int:
-    """``eventstore sessions``: one row per session."""
+    """``eventstore sessions [--prefix P] [--active-since T] [--limit N]``: one row per session."""
     rows: list[list[object]] = []
     async with ctx.reader() as store:
-        for session_id in await store.list_sessions():
-            infos = await store.list_branches(session_id)
-            last = await _last_activity(store, infos)
-            if ctx.json:
-                ctx.out.json(
-                    {
-                        "session_id": session_id,
-                        "branches": len(infos),
-                        "events": _own_events(infos),
-                        "last_activity": last,
-                    }
-                )
-            else:
-                when = "-" if last is None else format_time(last)
-                rows.append([session_id, len(infos), _own_events(infos), when])
+        infos = await store.sessions(
+            prefix=ctx.args.prefix, active_after=ctx.args.active_since, limit=ctx.args.limit
+        )
+    for info in infos:
+        if ctx.json:
+            ctx.out.json(
+                {
+                    "session_id": info.session_id,
+                    "branches": info.branches,
+                    "events": info.events,
+                    "last_activity": info.last_activity,
+                }
+            )
+        else:
+            when = format_time(info.last_activity)
+            rows.append([info.session_id, info.branches, info.events, when])
     if not ctx.json:
         for line in table(["SESSION", "BRANCHES", "EVENTS", "LAST ACTIVITY"], rows):
             ctx.out.line(line)
@@ -307,7 +302,7 @@ async def diff(ctx: Context) -> int:
     shared = f"sequences 1..{common}" if common else "nothing"
     ctx.out.line(f"shared: {shared}")
     for info, events in ((info_a, only_a), (info_b, only_b)):
-        state = "" if info.merged_into is None else f", merged into {info.merged_into}"
+        state = "" if branch_state(info) == "open" else f", {branch_state(info)}"
         ctx.out.line()
         ctx.out.line(
             f"{info.branch_id} since {common}: {plural(len(events), 'event')} "

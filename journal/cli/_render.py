@@ -15,7 +15,15 @@ from eventstore import MAIN, BranchInfo, EventRecord
 from eventstore._json import encode
 from eventstore._lineage import children
 
-__all__ = ("Output", "branch_tree", "format_record", "format_time", "plural", "table")
+__all__ = (
+    "Output",
+    "branch_state",
+    "branch_tree",
+    "format_record",
+    "format_time",
+    "plural",
+    "table",
+)
 
 
 class Output:
@@ -127,8 +135,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]
 def _describe(info: BranchInfo) -> list[object]:
     own = info.head - info.fork_sequence
     fork = "-" if info.parent_branch is None else f"{info.parent_branch}@{info.fork_sequence}"
-    state = "open" if info.merged_into is None else f"merged into {info.merged_into}"
-    return [fork, info.head, own, state]
+    return [fork, info.head, own, branch_state(info)]
+
+
+def branch_state(info: BranchInfo) -> str:
+    """``open``, ``closed`` or ``merged into B``."""
+    if info.merged_into is not None:
+        return f"merged into {info.merged_into}"
+    return "closed" if info.closed else "open"
 
 
 def branch_tree(branches: Sequence[BranchInfo]) -> list[str]:

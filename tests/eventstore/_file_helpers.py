@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import threading
 from collections import Counter
@@ -88,3 +89,18 @@ def lines_of(path: Path) -> list[bytes]:
     data = path.read_bytes()
     assert data == b"" or data.endswith(b"\n"), f"partial line at the end of {path}"
     return data.splitlines(keepends=True)
+
+
+def legacy_root(root: Path, session: str, branch: str) -> None:
+    """Make ``branch`` (a fork of an empty ``main`` at 0) a root and drop ``main``.
+
+    What stores written before only ``main`` was implicit may hold: a session
+    whose root is another branch, ``main`` named nowhere.
+    """
+    path = root / session / "branches.json"
+    manifest = json.loads(path.read_bytes())
+    manifest["branches"] = [b for b in manifest["branches"] if b["branch_id"] != "main"]
+    for meta in manifest["branches"]:
+        if meta["branch_id"] == branch:
+            meta["parent_branch"], meta["fork_sequence"] = None, 0
+    path.write_text(json.dumps(manifest))

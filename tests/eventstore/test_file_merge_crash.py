@@ -23,7 +23,7 @@ from ._file_helpers import FaultyOps, ev
 #: kill armed at the ``step``-th write or sync call of the merge (``-1``: none).
 _CHILD = textwrap.dedent(
     """
-    import asyncio, os, signal, sys
+    import asyncio, json, os, signal, sys
     from eventstore import EventRecord, FileEventStore
     from eventstore.file import FileOps
 
@@ -57,12 +57,28 @@ _CHILD = textwrap.dedent(
     def ev(branch, seq):
         return EventRecord.new("s1", branch, seq, "message", {"on": branch, "n": seq})
 
+    def legacy_root(root, branch):
+        # What an older store could hold: a root other than main, main named nowhere.
+        path = f"{root}/s1/branches.json"
+        with open(path) as file:
+            manifest = json.load(file)
+        manifest["branches"] = [b for b in manifest["branches"] if b["branch_id"] != "main"]
+        for meta in manifest["branches"]:
+            if meta["branch_id"] == branch:
+                meta["parent_branch"], meta["fork_sequence"] = None, 0
+        with open(path, "w") as file:
+            json.dump(manifest, file)
+
     async def main(root, scenario, step, torn):
         ops = Killer(step, torn)
+        if scenario == "implicit-main":
+            async with FileEventStore(root) as store:
+                await store.create_branch("s1", "trunk")
+                await store.append_batch([ev("trunk", n) for n in (1, 2)])
+            legacy_root(root, "trunk")
         async with FileEventStore(root, ops=ops) as store:
             if scenario == "implicit-main":
                 # main is named nowhere: the session's only root is "trunk".
-                await store.append_batch([ev("trunk", n) for n in (1, 2)])
                 await store.create_branch("s1", "side", from_branch="trunk")
                 await store.append_batch([ev("side", n) for n in (3, 4, 5)])
                 source, target = "side", "main"

@@ -171,7 +171,7 @@ async def test_index_stays_small_on_a_full_scan(logs: dict[int, Path]) -> None:
         async for _ in store.iter_events("big", from_sequence=1):
             count += 1
         assert count == 1_000_000
-        session = store._sessions["big"]
+        session = store._cache["big"]
         assert len(session.branches["main"].index) <= MAX_POINTS
         middle = await store.read("big", from_sequence=654_321, limit=3)
         assert [r.sequence for r in middle] == [654_321, 654_322, 654_323]

@@ -67,6 +67,7 @@ async def test_fork_copies_nothing(tmp_path: Path) -> None:
 async def test_manifest_persists_every_branch(tmp_path: Path) -> None:
     async with FileEventStore(tmp_path) as store:
         await store.append(ev("s1", 1))
+        await store.create_branch("s1", "root2", fork_sequence=0)
         await store.append(ev("s1", 1, branch="root2"))
         await store.create_branch("s1", "alt")
         await store.create_branch("s1", "gone", from_branch="root2", fork_sequence=0)
@@ -78,7 +79,7 @@ async def test_manifest_persists_every_branch(tmp_path: Path) -> None:
     async with FileEventStore(tmp_path) as store:
         assert await store.list_branches("s1") == before
     info = {b.branch_id: b for b in before}
-    assert (info["root2"].parent_branch, info["root2"].fork_sequence) == (None, 0)
+    assert (info["root2"].parent_branch, info["root2"].fork_sequence) == ("main", 0)
     assert (info["gone"].parent_branch, info["gone"].merged_into) == ("root2", "alt")
 
 
@@ -178,7 +179,7 @@ async def test_symlinks_out_of_the_root_are_not_followed(tmp_path: Path) -> None
                 await call
             assert info.value.path == str(root / "evil")
         with pytest.raises(CorruptLog, match="symbolic link") as info:
-            await store.append(ev("real", 1, branch="side"))
+            await store.create_branch("real", "side")
         assert info.value.path == str(root / "real" / "side.jsonl")
         assert await store.list_sessions() == ["real"]
         assert await store.read("real") == [(await store.read("real"))[0]]

@@ -26,6 +26,7 @@ else:
     asyncpg = pytest.importorskip("asyncpg")
 
 from eventstore.postgres import PostgresEventStore
+from eventstore.postgres._schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Upper bound for anything that waits on another process or the server.
@@ -81,7 +82,10 @@ async def test_payloads_round_trip_exactly(schema: str) -> None:
 async def test_schema_is_versioned_and_keyed_by_session(schema: str, admin: Any) -> None:
     async with make_store(schema):
         pass
-    assert await admin.fetchval(f'SELECT max(version) FROM "{schema}".schema_version') == 1
+    assert (
+        await admin.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
+        == SCHEMA_VERSION
+    )
     keys = await admin.fetch(
         """SELECT c.relname, a.attname FROM pg_index i
         JOIN pg_class c ON c.oid = i.indrelid

@@ -160,7 +160,7 @@ def test_reopen_and_crash_rules_over_a_store_that_keeps_its_data() -> None:
     class Kept(MemoryEventStore):
         def __init__(self) -> None:
             super().__init__()
-            self._sessions = shared
+            self._data = shared
 
         async def _close(self) -> None:
             pass  # the data outlives the object, like a file or a database

@@ -18,6 +18,9 @@ COMMANDS = [
     "fork",
     "merge",
     "import",
+    "close",
+    "delete",
+    "expire",
 ]
 
 
@@ -26,7 +29,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return dict(action.choices)
 
 
-def test_every_command_has_its_handler_in_the_old_order() -> None:
+def test_every_command_has_its_handler_in_help_order() -> None:
     found = _subcommands(build_parser())
     assert list(found) == COMMANDS
     for name, parser in found.items():
