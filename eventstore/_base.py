@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 
 import msgspec
 
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
 from ._records import BranchInfo, EventRecord, MergeResult, Position
-from ._validate import check_batch, check_event, check_range, check_sequence_arg
+from ._validate import check_batch, check_event, check_feed_args, check_range, check_sequence_arg
 
-__all__ = ("IDEMPOTENCY_WINDOW", "EventStore", "replay", "resolve_retry", "same_write")
+__all__ = (
+    "IDEMPOTENCY_WINDOW",
+    "EventStore",
+    "StoreListener",
+    "replay",
+    "resolve_retry",
+    "same_write",
+)
 
 #: Records per page when a backend streams by paging through ``_read``.
 PAGE_SIZE = 1000
@@ -101,6 +108,13 @@ def resolve_retry(
         assert found is not None
         return found
     raise SequenceConflict(first.session_id, first.branch_id, head + 1, first.sequence)
+
+
+class StoreListener(Protocol):
+    """What the store tells about commits (see :meth:`EventStore.add_listener`)."""
+
+    def committed(self, records: Sequence[EventRecord]) -> None:
+        """Records that just became visible, in position order; must not block."""
 
 
 class EventStore(ABC):
@@ -352,6 +366,68 @@ class EventStore(ABC):
         await self._ready()
         return await self._list_sessions()
 
+    async def read_feed(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        session_ids: Iterable[str] | None = None,
+    ) -> list[EventRecord]:
+        """Stored records of every session and branch with ``position > after``, ascending.
+
+        A reader polling ``read_feed(after=<last position seen>)`` while writers
+        commit never skips a record: none becomes visible with a position below
+        one already returned. Costs O(records returned), not O(store size).
+
+        :raises ValueError: for a negative or non-int ``after`` or ``limit``.
+        :raises TypeError: for ``kinds``/``session_ids`` not an iterable of str.
+        :raises InvalidIdentifier: for a bad id in ``session_ids``.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        start, cap, kind_set, session_set = check_feed_args(after, limit, kinds, session_ids)
+        await self._ready()
+        if cap == 0 or kind_set == frozenset() or session_set == frozenset():
+            return []
+        return await self._read_feed(start, cap, kind_set, session_set)
+
+    async def feed_head(self) -> int:
+        """The highest visible position, 0 for an empty store.
+
+        :raises StoreClosed: after :meth:`close`.
+        """
+        await self._ready()
+        return await self._feed_head()
+
+    def add_listener(self, listener: StoreListener) -> Callable[[], None]:
+        """Be told of every commit: this process's and, where the backend can
+        see them, other processes' (a read-only file store following the
+        writer; PostgreSQL's notifications). Returns the function that removes it.
+
+        ``listener.committed(records)`` runs on the event loop, once per commit
+        or committed range, in position order, before the writing call returns.
+        """
+        listeners = self.__dict__.setdefault("_listeners", [])
+        listeners.append(listener)
+        if len(listeners) == 1:
+            self._listening(True)
+
+        def remove() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+                if not listeners:
+                    self._listening(False)
+
+        return remove
+
+    def _committed(self, records: Sequence[EventRecord]) -> None:
+        """Backends call this once per commit, in position order (see :meth:`add_listener`)."""
+        for listener in tuple(self.__dict__.get("_listeners", ())):
+            listener.committed(records)
+
+    def _listening(self, on: bool) -> None:  # noqa: B027 - optional hook
+        """Hook: the first listener arrived (``True``) or the last left (``False``)."""
+
     def watch(self) -> AsyncIterator[Position]:
         """Positions appended by *other* processes, for stores with ``shared_writers``.
 
@@ -420,6 +496,19 @@ class EventStore(ABC):
 
     @abstractmethod
     async def _list_sessions(self) -> list[str]: ...
+
+    async def _read_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> list[EventRecord]:
+        """Feed records after ``after``; ``limit != 0`` and non-empty filters guaranteed."""
+        raise NotImplementedError  # TODO(#13): abstract once every backend has it
+
+    async def _feed_head(self) -> int:
+        raise NotImplementedError  # TODO(#13): abstract once every backend has it
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "unopened"

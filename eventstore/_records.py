@@ -40,6 +40,10 @@ class EventRecord(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     event_id: str = msgspec.field(default_factory=new_ulid)
     recorded_at: datetime = msgspec.field(default_factory=utc_now)
+    #: Place in the store's global feed: unique, increasing in the order records
+    #: become visible, never reused; ``0`` until the record is stored. A store
+    #: assigns it and ignores the value an appended record carries.
+    position: int = 0
 
     @classmethod
     def new(

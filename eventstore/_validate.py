@@ -203,3 +203,32 @@ def check_range(
     end = None if to_sequence is None else check_sequence_arg(to_sequence, "to_sequence", 0)
     cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
     return max(start, 1), end, cap
+
+
+def check_feed_args(
+    after: object, limit: object, kinds: object, session_ids: object
+) -> tuple[int, int | None, frozenset[str] | None, frozenset[str] | None]:
+    """Validate :meth:`~eventstore.EventStore.read_feed` arguments, before any I/O.
+
+    :raises ValueError: for a non-int or negative ``after`` or ``limit``.
+    :raises TypeError: for ``kinds``/``session_ids`` that are not an iterable of
+        str (a bare str is refused: it would filter by its characters).
+    :raises InvalidIdentifier: for a bad id in ``session_ids``.
+    """
+    start = check_sequence_arg(after, "after", 0)
+    cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
+    return start, cap, _names(kinds, "kinds", False), _names(session_ids, "session_ids", True)
+
+
+def _names(value: object, field: str, ids: bool) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{field} must be an iterable of str, got {type(value).__name__}")
+    names = frozenset(value)
+    for name in names:
+        if type(name) is not str:
+            raise TypeError(f"{field} must hold str, got {type(name).__name__}")
+        if ids:
+            check_identifier(name, "session_id")
+    return names
