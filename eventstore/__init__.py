@@ -25,7 +25,6 @@ from ._ids import is_valid_identifier as is_valid_identifier
 from ._records import BranchInfo as BranchInfo
 from ._records import EventRecord as EventRecord
 from ._records import MergeResult as MergeResult
-from ._records import Position as Position
 from ._ulid import new_ulid as new_ulid
 from .file import FileEventStore as FileEventStore
 from .memory import MemoryEventStore as MemoryEventStore
@@ -46,7 +45,6 @@ __all__ = (
     "InvalidIdentifier",
     "MemoryEventStore",
     "MergeResult",
-    "Position",
     "ReadOnlyStore",
     "SequenceConflict",
     "StorageError",

@@ -17,8 +17,15 @@ import msgspec
 
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
-from ._records import BranchInfo, EventRecord, MergeResult, Position
-from ._validate import check_batch, check_event, check_feed_args, check_range, check_sequence_arg
+from ._records import BranchInfo, EventRecord, MergeResult
+from ._validate import (
+    check_batch,
+    check_event,
+    check_feed_args,
+    check_next_batch,
+    check_range,
+    check_sequence_arg,
+)
 
 __all__ = (
     "IDEMPOTENCY_WINDOW",
@@ -124,8 +131,8 @@ class EventStore(ABC):
     call :meth:`open` and :meth:`close`; operations open the store on first use.
     """
 
-    #: True when processes other than this one may append (the journal then
-    #: follows :meth:`watch` to publish their events).
+    #: True when processes other than this one may append to the same data
+    #: (their commits reach the listeners, see :meth:`add_listener`).
     shared_writers: ClassVar[bool] = False
 
     _opened: bool = False
@@ -234,6 +241,26 @@ class EventStore(ABC):
         batch = check_batch(events)
         await self._ready()
         return await self._append_batch(batch)
+
+    async def append_next(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events of one session and branch at the branch's next sequences.
+
+        Their ``sequence`` fields are ignored: the store numbers them ``head + 1``
+        onwards at the moment it accepts the write, so concurrent calls on one
+        branch never conflict with each other (the file store also shares its
+        group-commit rounds between them). All or nothing, like
+        :meth:`append_batch`; retried ids are recognised as :meth:`append` does:
+        if every event id is stored with the same content, the stored records
+        are returned and nothing is written.
+
+        :returns: the stored records, with their sequences and positions.
+        :raises InvalidEvent: for an empty or mixed batch, a repeated event id, a
+            bad kind, id or payload, or ids stored in part or with other content.
+        :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
+        """
+        batch = check_next_batch(events)
+        await self._ready()
+        return await self._append_next(batch)
 
     async def create_branch(
         self,
@@ -428,12 +455,17 @@ class EventStore(ABC):
     def _listening(self, on: bool) -> None:  # noqa: B027 - optional hook
         """Hook: the first listener arrived (``True``) or the last left (``False``)."""
 
-    def watch(self) -> AsyncIterator[Position]:
-        """Positions appended by *other* processes, for stores with ``shared_writers``.
+    async def listening(self) -> None:
+        """Return once commits of other processes reach the listeners.
 
-        :raises NotImplementedError: for stores with a single writer process.
+        A store that sees other processes' commits (PostgreSQL, a read-only file
+        store) starts following them when the first listener arrives; awaiting
+        this before reading a backlog makes sure nothing committed in between is
+        missed. Stores without other writers return at once.
+
+        :raises StoreClosed: after :meth:`close`.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no other writers to watch")
+        await self._ready()
 
     # -- backend hooks ---------------------------------------------------------
 
@@ -453,6 +485,23 @@ class EventStore(ABC):
         First :func:`replay` against the records stored under the batch's event
         ids; then the sequence check, with :func:`resolve_retry` when it fails.
         """
+
+    async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
+        """Store a validated batch (numbered ``1..n``) at ``head + 1..``.
+
+        This default reads the head and appends there, again on a
+        :class:`SequenceConflict` (another writer got there first); a backend
+        that can number at acceptance overrides it.
+        """
+        first = events[0]
+        replace = msgspec.structs.replace
+        while True:
+            head = await self._head(first.session_id, first.branch_id)
+            batch = [replace(event, sequence=head + event.sequence) for event in events]
+            try:
+                return await self._append_batch(batch)
+            except SequenceConflict:
+                continue
 
     @abstractmethod
     async def _read(
@@ -497,6 +546,7 @@ class EventStore(ABC):
     @abstractmethod
     async def _list_sessions(self) -> list[str]: ...
 
+    @abstractmethod
     async def _read_feed(
         self,
         after: int,
@@ -505,10 +555,9 @@ class EventStore(ABC):
         session_ids: frozenset[str] | None,
     ) -> list[EventRecord]:
         """Feed records after ``after``; ``limit != 0`` and non-empty filters guaranteed."""
-        raise NotImplementedError  # TODO(#13): abstract once every backend has it
 
-    async def _feed_head(self) -> int:
-        raise NotImplementedError  # TODO(#13): abstract once every backend has it
+    @abstractmethod
+    async def _feed_head(self) -> int: ...
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "unopened"

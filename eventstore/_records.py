@@ -16,7 +16,7 @@ import msgspec
 
 from ._ulid import new_ulid
 
-__all__ = ("BranchInfo", "EventRecord", "MergeResult", "Position", "utc_now")
+__all__ = ("BranchInfo", "EventRecord", "MergeResult", "utc_now")
 
 
 def utc_now() -> datetime:
@@ -100,11 +100,3 @@ class MergeResult(msgspec.Struct, frozen=True):
     target_branch: str
     merged_events: int
     target_head: int
-
-
-class Position(msgspec.Struct, frozen=True, array_like=True):
-    """A point in a branch's history: enough to find a record, not the record."""
-
-    session_id: str
-    branch_id: str
-    sequence: int

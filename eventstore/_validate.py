@@ -19,6 +19,7 @@ __all__ = (
     "MAX_SEQUENCE",
     "check_batch",
     "check_event",
+    "check_next_batch",
     "check_event_json",
     "check_range",
     "check_sequence_arg",
@@ -180,6 +181,28 @@ def check_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
     if len(ids) != len(batch):
         raise InvalidEvent("a batch must not repeat an event_id")
     return batch
+
+
+def check_next_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
+    """Validate an :meth:`~eventstore.EventStore.append_next` batch, sequences ignored.
+
+    Returns the events numbered ``1..n`` (the store renumbers them from its head).
+
+    :raises InvalidEvent: for an empty or mixed batch, a repeated event id, or
+        anything :func:`check_event` refuses (but the sequence).
+    :raises InvalidIdentifier: for a bad id.
+    """
+    batch = list(events)
+    for event in batch:
+        if not isinstance(event, EventRecord):
+            raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
+    replace = msgspec.structs.replace
+    return check_batch(
+        [
+            event if event.sequence == n else replace(event, sequence=n)
+            for n, event in enumerate(batch, 1)
+        ]
+    )
 
 
 def check_sequence_arg(value: object, name: str, minimum: int = 0) -> int:

@@ -8,6 +8,7 @@ lives here stays cheap to import.
 import typing as _typing
 
 from ._contract import EventStoreContract as EventStoreContract
+from ._contract import FeedContract as FeedContract
 from ._contract import PersistentStoreContract as PersistentStoreContract
 
 if _typing.TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = (
     "Append",
     "AppendBatch",
     "EventStoreContract",
+    "FeedContract",
     "Fork",
     "Merge",
     "Operation",

@@ -8,6 +8,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import msgspec
+
 from eventstore import EventRecord
 from eventstore.file import FileOps
 
@@ -82,3 +84,10 @@ def lines_of(path: Path) -> list[bytes]:
     data = path.read_bytes()
     assert data == b"" or data.endswith(b"\n"), f"partial line at the end of {path}"
     return data.splitlines(keepends=True)
+
+
+def bare(records: EventRecord | list[EventRecord]) -> object:
+    """Records without their store-assigned ``position``, to compare with what was appended."""
+    if isinstance(records, EventRecord):
+        return msgspec.structs.replace(records, position=0)
+    return [msgspec.structs.replace(r, position=0) for r in records]
