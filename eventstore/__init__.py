@@ -25,7 +25,6 @@ from ._ids import is_valid_identifier as is_valid_identifier
 from ._records import BranchInfo as BranchInfo
 from ._records import EventRecord as EventRecord
 from ._records import MergeResult as MergeResult
-from ._records import Position as Position
 from ._records import SessionInfo as SessionInfo
 from ._ulid import new_ulid as new_ulid
 from .file import FileEventStore as FileEventStore
@@ -47,7 +46,6 @@ __all__ = (
     "InvalidIdentifier",
     "MemoryEventStore",
     "MergeResult",
-    "Position",
     "ReadOnlyStore",
     "SequenceConflict",
     "SessionInfo",

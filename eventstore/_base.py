@@ -9,25 +9,36 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
+
+import msgspec
 
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
 from ._json import encode_sorted
-from ._records import BranchInfo, EventRecord, MergeResult, Position, SessionInfo, utc_now
+from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._validate import (
     check_batch,
     check_event,
+    check_feed_args,
     check_idle_for,
+    check_next_batch,
     check_range,
     check_sequence_arg,
     check_sessions_query,
 )
 
-__all__ = ("IDEMPOTENCY_WINDOW", "EventStore", "replay", "resolve_retry", "same_write")
+__all__ = (
+    "IDEMPOTENCY_WINDOW",
+    "EventStore",
+    "StoreListener",
+    "replay",
+    "resolve_retry",
+    "same_write",
+)
 
 #: Records per page when a backend streams by paging through ``_read``.
 PAGE_SIZE = 1000
@@ -108,6 +119,13 @@ def resolve_retry(
     raise SequenceConflict(first.session_id, first.branch_id, head + 1, first.sequence)
 
 
+class StoreListener(Protocol):
+    """What the store tells about commits (see :meth:`EventStore.add_listener`)."""
+
+    def committed(self, records: Sequence[EventRecord]) -> None:
+        """Records that just became visible, in position order; must not block."""
+
+
 class EventStore(ABC):
     """An append-only, sequence-checked log of :class:`EventRecord` per session branch.
 
@@ -115,8 +133,8 @@ class EventStore(ABC):
     call :meth:`open` and :meth:`close`; operations open the store on first use.
     """
 
-    #: True when processes other than this one may append (the journal then
-    #: follows :meth:`watch` to publish their events).
+    #: True when processes other than this one may append to the same data
+    #: (their commits reach the listeners, see :meth:`add_listener`).
     shared_writers: ClassVar[bool] = False
 
     _opened: bool = False
@@ -228,6 +246,26 @@ class EventStore(ABC):
         batch = check_batch(events)
         await self._ready()
         return await self._append_batch(batch)
+
+    async def append_next(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+        """Append events of one session and branch at the branch's next sequences.
+
+        Their ``sequence`` fields are ignored: the store numbers them ``head + 1``
+        onwards at the moment it accepts the write, so concurrent calls on one
+        branch never conflict with each other (the file store also shares its
+        group-commit rounds between them). All or nothing, like
+        :meth:`append_batch`; retried ids are recognised as :meth:`append` does:
+        if every event id is stored with the same content, the stored records
+        are returned and nothing is written.
+
+        :returns: the stored records, with their sequences and positions.
+        :raises InvalidEvent: for an empty or mixed batch, a repeated event id, a
+            bad kind, id or payload, or ids stored in part or with other content.
+        :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
+        """
+        batch = check_next_batch(events)
+        await self._ready()
+        return await self._append_next(batch)
 
     async def create_branch(
         self,
@@ -469,12 +507,79 @@ class EventStore(ABC):
         await self._ready()
         return await self._list_sessions()
 
-    def watch(self) -> AsyncIterator[Position]:
-        """Positions appended by *other* processes, for stores with ``shared_writers``.
+    async def read_feed(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        session_ids: Iterable[str] | None = None,
+    ) -> list[EventRecord]:
+        """Stored records of every session and branch with ``position > after``, ascending.
 
-        :raises NotImplementedError: for stores with a single writer process.
+        A reader polling ``read_feed(after=<last position seen>)`` while writers
+        commit never skips a record: none becomes visible with a position below
+        one already returned. Costs O(records returned), not O(store size).
+
+        :raises ValueError: for a negative or non-int ``after`` or ``limit``.
+        :raises TypeError: for ``kinds``/``session_ids`` not an iterable of str.
+        :raises InvalidIdentifier: for a bad id in ``session_ids``.
+        :raises StoreClosed: after :meth:`close`.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no other writers to watch")
+        start, cap, kind_set, session_set = check_feed_args(after, limit, kinds, session_ids)
+        await self._ready()
+        if cap == 0 or kind_set == frozenset() or session_set == frozenset():
+            return []
+        return await self._read_feed(start, cap, kind_set, session_set)
+
+    async def feed_head(self) -> int:
+        """The highest visible position, 0 for an empty store.
+
+        :raises StoreClosed: after :meth:`close`.
+        """
+        await self._ready()
+        return await self._feed_head()
+
+    def add_listener(self, listener: StoreListener) -> Callable[[], None]:
+        """Be told of every commit: this process's and, where the backend can
+        see them, other processes' (a read-only file store following the
+        writer; PostgreSQL's notifications). Returns the function that removes it.
+
+        ``listener.committed(records)`` runs on the event loop, once per commit
+        or committed range, in position order, before the writing call returns.
+        """
+        listeners = self.__dict__.setdefault("_listeners", [])
+        listeners.append(listener)
+        if len(listeners) == 1:
+            self._listening(True)
+
+        def remove() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+                if not listeners:
+                    self._listening(False)
+
+        return remove
+
+    def _committed(self, records: Sequence[EventRecord]) -> None:
+        """Backends call this once per commit, in position order (see :meth:`add_listener`)."""
+        for listener in tuple(self.__dict__.get("_listeners", ())):
+            listener.committed(records)
+
+    def _listening(self, on: bool) -> None:  # noqa: B027 - optional hook
+        """Hook: the first listener arrived (``True``) or the last left (``False``)."""
+
+    async def listening(self) -> None:
+        """Return once commits of other processes reach the listeners.
+
+        A store that sees other processes' commits (PostgreSQL, a read-only file
+        store) starts following them when the first listener arrives; awaiting
+        this before reading a backlog makes sure nothing committed in between is
+        missed. Stores without other writers return at once.
+
+        :raises StoreClosed: after :meth:`close`.
+        """
+        await self._ready()
 
     # -- backend hooks ---------------------------------------------------------
 
@@ -494,6 +599,23 @@ class EventStore(ABC):
         First :func:`replay` against the records stored under the batch's event
         ids; then the sequence check, with :func:`resolve_retry` when it fails.
         """
+
+    async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
+        """Store a validated batch (numbered ``1..n``) at ``head + 1..``.
+
+        This default reads the head and appends there, again on a
+        :class:`SequenceConflict` (another writer got there first); a backend
+        that can number at acceptance overrides it.
+        """
+        first = events[0]
+        replace = msgspec.structs.replace
+        while True:
+            head = await self._head(first.session_id, first.branch_id)
+            batch = [replace(event, sequence=head + event.sequence) for event in events]
+            try:
+                return await self._append_batch(batch)
+            except SequenceConflict:
+                continue
 
     @abstractmethod
     async def _read(
@@ -560,6 +682,19 @@ class EventStore(ABC):
     ) -> list[SessionInfo]:
         """A page of :meth:`sessions`; ``limit != 0``, ``prefix`` is non-empty or None."""
         raise NotImplementedError(f"{type(self).__name__} cannot list sessions with their info")
+
+    @abstractmethod
+    async def _read_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> list[EventRecord]:
+        """Feed records after ``after``; ``limit != 0`` and non-empty filters guaranteed."""
+
+    @abstractmethod
+    async def _feed_head(self) -> int: ...
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "unopened"

@@ -17,7 +17,7 @@ import msgspec
 from ._fields import check_fields
 from ._ulid import new_ulid
 
-__all__ = ("BranchInfo", "EventRecord", "MergeResult", "Position", "SessionInfo", "utc_now")
+__all__ = ("BranchInfo", "EventRecord", "MergeResult", "SessionInfo", "utc_now")
 
 
 def utc_now() -> datetime:
@@ -41,6 +41,10 @@ class EventRecord(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     event_id: str = msgspec.field(default_factory=new_ulid)
     recorded_at: datetime = msgspec.field(default_factory=utc_now)
+    #: Place in the store's global feed: unique, increasing in the order records
+    #: become visible, never reused; ``0`` until the record is stored. A store
+    #: assigns it and ignores the value an appended record carries.
+    position: int = 0
 
     @classmethod
     def new(
@@ -113,11 +117,3 @@ class MergeResult(msgspec.Struct, frozen=True):
     target_branch: str
     merged_events: int
     target_head: int
-
-
-class Position(msgspec.Struct, frozen=True, array_like=True):
-    """A point in a branch's history: enough to find a record, not the record."""
-
-    session_id: str
-    branch_id: str
-    sequence: int

@@ -58,12 +58,16 @@ class Snapshot(msgspec.Struct, gc=False):
     recorded_at: datetime
     data: Any
     metadata: Any
+    position: int = 0
 
     @classmethod
-    def freeze(cls, record: EventRecord, *, flat: bool = False) -> Snapshot:
+    def freeze(
+        cls, record: EventRecord, *, flat: bool = False, position: int | None = None
+    ) -> Snapshot:
         """Snapshot a validated ``record``; changing it later changes nothing here.
 
         :param flat: keep flat dicts and lists as copies (cheaper to thaw often).
+        :param position: the feed position to keep instead of the record's.
         :raises TypeError: if the payload is not JSON (a validated one always is).
         """
         data = record.data
@@ -85,6 +89,7 @@ class Snapshot(msgspec.Struct, gc=False):
             record.recorded_at,
             data,
             metadata,
+            record.position if position is None else position,
         )
 
     def thaw(self) -> EventRecord:
@@ -112,4 +117,5 @@ class Snapshot(msgspec.Struct, gc=False):
             metadata,
             self.event_id,
             self.recorded_at,
+            self.position,
         )

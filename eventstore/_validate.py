@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+import msgspec
+
 from ._errors import InvalidEvent
 from ._fields import MAX_DEPTH, MAX_SEQUENCE, check_fields
 from ._ids import check_identifier
@@ -15,7 +17,9 @@ __all__ = (
     "MAX_SEQUENCE",
     "check_batch",
     "check_event",
+    "check_next_batch",
     "check_event_json",
+    "check_feed_args",
     "check_idle_for",
     "check_range",
     "check_sequence_arg",
@@ -73,6 +77,28 @@ def check_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
     if len(ids) != len(batch):
         raise InvalidEvent("a batch must not repeat an event_id")
     return batch
+
+
+def check_next_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
+    """Validate an :meth:`~eventstore.EventStore.append_next` batch, sequences ignored.
+
+    Returns the events numbered ``1..n`` (the store renumbers them from its head).
+
+    :raises InvalidEvent: for an empty or mixed batch, a repeated event id, or
+        anything :func:`check_event` refuses (but the sequence).
+    :raises InvalidIdentifier: for a bad id.
+    """
+    batch = list(events)
+    for event in batch:
+        if not isinstance(event, EventRecord):
+            raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
+    replace = msgspec.structs.replace
+    return check_batch(
+        [
+            event if event.sequence == n else replace(event, sequence=n)
+            for n, event in enumerate(batch, 1)
+        ]
+    )
 
 
 def check_sequence_arg(value: object, name: str, minimum: int = 0) -> int:
@@ -146,3 +172,32 @@ def check_idle_for(value: object) -> timedelta:
     if value < timedelta(0):
         raise ValueError(f"idle_for must not be negative, got {value!r}")
     return value
+
+
+def check_feed_args(
+    after: object, limit: object, kinds: object, session_ids: object
+) -> tuple[int, int | None, frozenset[str] | None, frozenset[str] | None]:
+    """Validate :meth:`~eventstore.EventStore.read_feed` arguments, before any I/O.
+
+    :raises ValueError: for a non-int or negative ``after`` or ``limit``.
+    :raises TypeError: for ``kinds``/``session_ids`` that are not an iterable of
+        str (a bare str is refused: it would filter by its characters).
+    :raises InvalidIdentifier: for a bad id in ``session_ids``.
+    """
+    start = check_sequence_arg(after, "after", 0)
+    cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
+    return start, cap, _names(kinds, "kinds", False), _names(session_ids, "session_ids", True)
+
+
+def _names(value: object, field: str, ids: bool) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{field} must be an iterable of str, got {type(value).__name__}")
+    names = frozenset(value)
+    for name in names:
+        if type(name) is not str:
+            raise TypeError(f"{field} must hold str, got {type(name).__name__}")
+        if ids:
+            check_identifier(name, "session_id")
+    return names

@@ -7,11 +7,20 @@ Like the file store, it keeps its own copy of what it stores (a
 :class:`~eventstore._snapshot.Snapshot`) and hands out new records on every
 read, so neither the caller of ``append`` nor any reader can change history by
 mutating a payload.
+
+Positions count up from 1 in the order writes are accepted, which is also the
+order they commit and become visible; the feed is one list in that order, so
+``read_feed`` finds its start by bisection and costs O(records returned)
+(filters aside: filtered-out records are skipped, not indexed).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime
+from operator import attrgetter
+
+import msgspec
 
 from ._base import EventStore, replay, resolve_retry
 from ._errors import (
@@ -92,17 +101,24 @@ class _Session(dict[str, _Branch]):
         self.ids: dict[str, Snapshot] = {}
 
 
+_position_of = attrgetter("position")
+
+
 class MemoryEventStore(EventStore):
     """An :class:`EventStore` held in memory; gone when the process ends."""
 
     def __init__(self) -> None:
         self._data: dict[str, _Session] = {}
+        #: Every stored record in position order (the global feed).
+        self._feed: list[Snapshot] = []
+        self._position = 0
 
     def _needs_close(self) -> bool:
         return False
 
     async def _close(self) -> None:
         self._data.clear()
+        self._feed.clear()
 
     def _branch(self, session_id: str, branch_id: str) -> _Branch | None:
         branches = self._data.get(session_id)
@@ -127,9 +143,20 @@ class MemoryEventStore(EventStore):
             session = self._data[session_id] = _Session()
         session.setdefault(branch_id, branch)
 
-    def _store(self, session_id: str, branch: _Branch, kept: list[Snapshot]) -> None:
+    def _store(
+        self, session_id: str, branch: _Branch, events: list[EventRecord]
+    ) -> list[EventRecord]:
+        """Keep ``events`` at the next positions, tell the listeners; return them positioned."""
+        first = self._position + 1
+        self._position += len(events)
+        kept = [Snapshot.freeze(event, position=p) for p, event in enumerate(events, first)]
         branch.events.extend(kept)
+        self._feed.extend(kept)
         self._data[session_id].ids.update([(k.event_id, k) for k in kept])
+        replace = msgspec.structs.replace
+        stored = [replace(event, position=p) for p, event in enumerate(events, first)]
+        self._committed(stored)
+        return stored
 
     def _replay(self, events: list[EventRecord]) -> list[EventRecord] | None:
         """The stored records if the batch was written before (see :func:`replay`)."""
@@ -153,10 +180,15 @@ class MemoryEventStore(EventStore):
             and branch.closed_at is None
             and event.event_id not in session.ids
         ):
-            kept = Snapshot.freeze(event)
+            position = self._position = self._position + 1
+            kept = Snapshot.freeze(event, position=position)
             branch.events.append(kept)
             session.ids[event.event_id] = kept
-            return event
+            self._feed.append(kept)
+            stored = msgspec.structs.replace(event, position=position)
+            if self.__dict__.get("_listeners"):
+                self._committed((stored,))
+            return stored
         # A new branch, a retry or an error: the batch path sorts them out.
         return (await self._append_batch([event]))[0]
 
@@ -178,8 +210,20 @@ class MemoryEventStore(EventStore):
             branch = _Branch(None, 0)
             self._keep(first.session_id, first.branch_id, branch)
         branch.check_open(first.session_id, first.branch_id)
-        self._store(first.session_id, branch, [Snapshot.freeze(event) for event in events])
-        return events
+        return self._store(first.session_id, branch, events)
+
+    async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
+        # Nothing awaits between reading the head and storing: never a conflict.
+        stored = self._replay(events)
+        if stored is not None:
+            return stored
+        first = events[0]
+        branch = self._branch(first.session_id, first.branch_id)
+        head = 0 if branch is None else branch.head
+        replace = msgspec.structs.replace
+        return await self._append_batch(
+            [replace(event, sequence=head + event.sequence) for event in events]
+        )
 
     async def _read(
         self, session_id: str, branch_id: str, start: int, end: int | None, limit: int | None
@@ -236,12 +280,12 @@ class MemoryEventStore(EventStore):
         records = merged_records(
             [kept.thaw() for kept in source.events], target_branch, target.head
         )
-        kept = [Snapshot.freeze(record) for record in records]
         source.merged_into = target_branch
         source.closed_at = utc_now()
         self._keep(session_id, source_branch, source)
         self._keep(session_id, target_branch, target)
-        self._store(session_id, target, kept)
+        if records:
+            self._store(session_id, target, records)
         return MergeResult(source_branch, target_branch, len(records), target.head)
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
@@ -259,6 +303,32 @@ class MemoryEventStore(EventStore):
     async def _list_sessions(self) -> list[str]:
         return sorted(self._data)
 
+    async def _read_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> list[EventRecord]:
+        feed = self._feed
+        start = bisect_right(feed, after, key=_position_of)
+        if kinds is None and session_ids is None:
+            end = None if limit is None else start + limit
+            return [kept.thaw() for kept in feed[start:end]]
+        out: list[EventRecord] = []
+        for index in range(start, len(feed)):
+            kept = feed[index]
+            if (kinds is None or kept.kind in kinds) and (
+                session_ids is None or kept.session_id in session_ids
+            ):
+                out.append(kept.thaw())
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    async def _feed_head(self) -> int:
+        return self._feed[-1].position if self._feed else 0
+
     async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
         branch = self._branch_or_main(session_id, branch_id)
         if branch.closed_at is None:
@@ -267,7 +337,11 @@ class MemoryEventStore(EventStore):
         return branch.info(session_id, branch_id)
 
     async def _delete_session(self, session_id: str) -> bool:
-        return self._data.pop(session_id, None) is not None
+        if self._data.pop(session_id, None) is None:
+            return False
+        # Its records leave the feed too (positions are never reused).
+        self._feed = [kept for kept in self._feed if kept.session_id != session_id]
+        return True
 
     async def _delete_branch(self, session_id: str, branch_id: str) -> None:
         session = self._data.get(session_id)
@@ -282,6 +356,8 @@ class MemoryEventStore(EventStore):
         del session[branch_id]
         for kept in branch.events:
             del session.ids[kept.event_id]
+        gone = {id(kept) for kept in branch.events}
+        self._feed = [kept for kept in self._feed if id(kept) not in gone]
         now = utc_now()
         for other in session.values():
             if other.merged_into == branch_id:

@@ -1,15 +1,19 @@
-"""``EventJournal``: a store plus a hub, so that every write is also a live event."""
+"""``EventJournal``: a store plus its committed stream, so that every commit is a live event.
+
+The journal is a thin layer. It registers one listener on the store; every
+commit the store reports (this process's, and other processes' where the
+store sees them) goes to the hub, for per-branch and live subscriptions, and
+to one feed pump, for resumable ``subscribe_all(after=...)``. Nothing is
+published by the writing call itself, so publishing follows commit order.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from os import PathLike
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import msgspec
 
@@ -18,44 +22,82 @@ from eventstore import (
     BranchInfo,
     EventRecord,
     EventStore,
+    FileEventStore,
     InvalidEvent,
     MergeResult,
-    Position,
-    SequenceConflict,
     SessionInfo,
     StoreClosed,
+    new_ulid,
 )
-from stream import AllSubscription, BranchSubscription, EventStreamHub, Subscription
+from stream import (
+    AllSubscription,
+    BranchSubscription,
+    EventStreamHub,
+    FeedPump,
+    FeedSubscription,
+    Subscription,
+)
 
 from ._typed import EventTypes
 
 __all__ = ("EventJournal", "open_journal")
 
-logger = logging.getLogger("journal")
-
 S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-#: Longest pause between restarts of a failing ``store.watch()``.
-_MAX_WATCH_BACKOFF = 2.0
+
+def _store_method(
+    method: Callable[Concatenate[EventStore, P], R],
+) -> Callable[Concatenate[EventJournal, P], R]:
+    """A journal method that is the store's own: same signature, docstring and errors.
+
+    Reads go straight to the store; after :meth:`EventJournal.close` the store
+    is closed too, so they raise :class:`~eventstore.StoreClosed` as it does.
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(journal: EventJournal, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return getattr(journal.store, name)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    call.__qualname__ = f"EventJournal.{name}"
+    return call
+
+
+class _Publisher:
+    """The journal's one store listener: commits to the hub and the feed pump."""
+
+    __slots__ = ("hub", "pump")
+
+    def __init__(self, hub: EventStreamHub, pump: FeedPump) -> None:
+        self.hub = hub
+        self.pump = pump
+
+    def committed(self, records: Sequence[EventRecord]) -> None:
+        self.hub.publish_batch(records)
+        self.pump.committed(records)
 
 
 class EventJournal:
-    """An :class:`~eventstore.EventStore` whose writes are published to live subscribers.
+    """An :class:`~eventstore.EventStore` whose commits are published to live subscribers.
 
-    Every write goes to the store first and is published to the hub only once
-    stored, so a subscriber can always re-read what it missed. Writes to one
-    session take that session's lock, which both allocates sequences for
-    :meth:`record` and keeps publishing in sequence order.
+    Every write goes to the store; the store tells the journal's one listener
+    what it committed, in commit order, before the write returns, and the
+    journal publishes that: so a subscriber can always re-read what it
+    missed, and an idempotent retry (nothing committed) publishes nothing.
+    No lock is held across a durable write: :meth:`record` lets the store
+    pick the sequence when it accepts the write
+    (:meth:`~eventstore.EventStore.append_next`).
 
     The journal owns the store and hub it is given: :meth:`close` ends every
-    subscription, stops the journal's background task and closes both. When
-    the store has writers in other processes (``store.shared_writers``), one
-    background task follows ``store.watch()`` and publishes their events too.
+    subscription and closes both. Commits of other processes arrive where the
+    store can see them (a read-only file store following the writer,
+    PostgreSQL's notifications).
 
     History cannot be changed from outside: the store keeps its own copy of
     each record, every read returns new records, and every subscriber receives
-    its own copy of each live event (the hub snapshots a record once when it is
-    published and copies it per delivery). So mutating the payload passed to
+    its own copy of each live event. So mutating the payload passed to
     :meth:`record`, the record it returns, a record read, or a subscriber's
     event changes nothing anyone else sees.
 
@@ -76,9 +118,8 @@ class EventJournal:
         self._store = store
         self._hub = EventStreamHub() if hub is None else hub
         self._types = EventTypes() if types is None else types
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._watcher: asyncio.Task[None] | None = None
-        self._watching = asyncio.Event()
+        self._pump = FeedPump(store)
+        self._stop_listening = store.add_listener(_Publisher(self._hub, self._pump))
         self._closed = False
 
     @property
@@ -88,7 +129,7 @@ class EventJournal:
 
     @property
     def store(self) -> EventStore:
-        """The underlying store (reads through it bypass nothing; writes would not publish)."""
+        """The underlying store; its writes are published too (the journal listens to it)."""
         return self._store
 
     @property
@@ -104,38 +145,23 @@ class EventJournal:
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self) -> Self:
-        """Open the store and, for a store with other writers, start following them.
+        """Open the store; return once other processes' commits reach the journal too.
 
         :raises StoreClosed: if the journal was closed.
         :raises StoreLocked: (file store) if another writer holds the root.
         """
-        if self._closed:
-            raise StoreClosed("the journal is closed")
+        self._check_open()
         await self._store.open()
-        self._start_watcher()
-        if self._watcher is not None:
-            # Events other processes commit right after open() must not be missed:
-            # return only once the store listens (or listening failed and is retried).
-            listening = asyncio.ensure_future(self._watching.wait())
-            await asyncio.wait({self._watcher, listening}, return_when=asyncio.FIRST_COMPLETED)
-            listening.cancel()
+        await self._store.listening()
         return self
 
     async def close(self) -> None:
-        """End every subscription, stop the background task, close hub and store.
-
-        Idempotent.
-        """
+        """End every subscription, stop listening, close hub and store. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            # wait() rather than await: our own cancellation must still propagate.
-            await asyncio.wait({watcher})
-            if not watcher.cancelled() and watcher.exception() is not None:
-                logger.error("the watch task failed", exc_info=watcher.exception())
+        self._stop_listening()
+        self._pump.close()
         self._hub.close()
         await self._store.close()
 
@@ -146,32 +172,21 @@ class EventJournal:
     async def __aenter__(self) -> Self:
         return await self.open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("the journal is closed")
 
-    def _lock(self, session_id: str) -> asyncio.Lock:
-        lock = self._locks.get(session_id)
-        if lock is None:
-            lock = self._locks[session_id] = asyncio.Lock()
-        return lock
-
     # -- writes ----------------------------------------------------------------
 
     async def append(self, event: EventRecord) -> EventRecord:
-        """Store ``event`` at ``head + 1`` of its branch, then publish it.
+        """Store ``event`` at ``head + 1`` of its branch; the commit is published.
 
         Safe to retry with the same ``event_id``: a record the session already
-        holds under it (same content) is returned and published, nothing is
-        written (see :meth:`~eventstore.EventStore.append`).
+        holds under it (same content) is returned and nothing is written or
+        published again (see :meth:`~eventstore.EventStore.append`).
 
         :raises SequenceConflict: if ``event.sequence`` is not ``head + 1``.
         :raises BranchClosed: if the branch was merged.
@@ -185,31 +200,21 @@ class EventJournal:
         if not isinstance(event, EventRecord):
             raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
         self._check_open()
-        async with self._lock(event.session_id):
-            stored = await self._store.append(event)
-            self._hub.publish(stored)
-        return stored
+        return await self._store.append(event)
 
     async def append_and_publish(self, event: EventRecord) -> EventRecord:
         """The original design's name for :meth:`append`, kept for ported code."""
         return await self.append(event)
 
     async def append_batch(self, events: Sequence[EventRecord]) -> list[EventRecord]:
-        """Store contiguous events of one session and branch, all or nothing; then publish.
+        """Store contiguous events of one session and branch, all or nothing; published.
 
         :raises SequenceConflict: if the first sequence is not ``head + 1``.
         :raises InvalidEvent: for an empty, mixed or non-contiguous batch.
         :raises BranchClosed, InvalidIdentifier, StorageError, StoreClosed: as :meth:`append`.
         """
-        batch = list(events)
-        if not batch or not isinstance(batch[0], EventRecord):
-            # The store words the error; nothing to lock for a batch it refuses.
-            return await self._store.append_batch(batch)
         self._check_open()
-        async with self._lock(batch[0].session_id):
-            stored = await self._store.append_batch(batch)
-            self._hub.publish_batch(stored)
-        return stored
+        return await self._store.append_batch(events)
 
     async def record(
         self,
@@ -222,12 +227,12 @@ class EventJournal:
         expected_sequence: int | None = None,
         event_id: str | None = None,
     ) -> EventRecord:
-        """Append a new event at the next sequence of the branch and publish it.
+        """Append a new event at the next sequence of the branch; the commit is published.
 
-        Without ``expected_sequence`` the next sequence is taken under the
-        session's lock, so concurrent calls in this process never collide; if
-        the store has writers in other processes (``store.shared_writers``) a
-        :class:`SequenceConflict` from one of them is retried at the new head.
+        Without ``expected_sequence`` the store picks the sequence when it
+        accepts the write (:meth:`~eventstore.EventStore.append_next`): no lock
+        is held while the write becomes durable, concurrent calls never
+        collide, and the file store commits them together.
 
         With ``expected_sequence`` (the head the caller last saw, 0 for an
         empty branch) it is an optimistic check: the event is written at
@@ -236,11 +241,11 @@ class EventJournal:
         With ``event_id`` (a ULID from :func:`~eventstore.new_ulid`, made once
         per event) the call is safe to retry after any failure: if the session
         already holds that id with the same branch, kind, data and metadata, the
-        stored record is returned (and published) and nothing is written, even
-        if the head moved on since (see :meth:`~eventstore.EventStore.append`).
-        Without it every call makes a new id, so a retry may store the event twice.
+        stored record is returned and nothing is written, even if the head moved
+        on since (see :meth:`~eventstore.EventStore.append`). Without it every
+        call makes a new id, so a retry may store the event twice.
 
-        :returns: the stored record.
+        :returns: the stored record, with its sequence and feed position.
         :raises SequenceConflict: if ``expected_sequence`` is no longer the head;
             ``expected`` is the sequence the store wanted (``head + 1``) and
             ``actual`` the one implied (``expected_sequence + 1``).
@@ -256,29 +261,21 @@ class EventJournal:
         :raises StoreClosed: after :meth:`close`.
         """
         _check_expected(expected_sequence)
-        # Validate everything before any I/O; the sequence is filled in below.
-        draft = EventRecord.new(
-            session_id, branch_id, 1, kind, data, metadata=metadata, event_id=event_id
-        )
         self._check_open()
-        store = self._store
-        async with self._lock(session_id):
-            if expected_sequence is None:
-                sequence = await store.head(session_id, branch_id) + 1
-            else:
-                sequence = expected_sequence + 1
-            while True:
-                event = msgspec.structs.replace(draft, sequence=sequence)
-                try:
-                    stored = await store.append(event)
-                except SequenceConflict as conflict:
-                    if expected_sequence is not None or not store.shared_writers:
-                        raise
-                    # Another process won this sequence; each retry moves forward.
-                    sequence = max(conflict.expected, sequence + 1)
-                    continue
-                self._hub.publish(stored)
-                return stored
+        # The store validates it (before any I/O) and, without an expected
+        # sequence, numbers it: no second check here on the hot path.
+        draft = EventRecord(
+            session_id,
+            branch_id,
+            1 if expected_sequence is None else expected_sequence + 1,
+            kind,
+            data,
+            {} if metadata is None else metadata,
+            new_ulid() if event_id is None else event_id,
+        )
+        if expected_sequence is None:
+            return (await self._store.append_next([draft]))[0]
+        return await self._store.append(draft)
 
     async def record_batch(
         self,
@@ -291,39 +288,33 @@ class EventJournal:
     ) -> list[EventRecord]:
         """Append ``(kind, data)`` pairs as one atomic batch at the branch's next sequences.
 
-        Sequences are picked as :meth:`record` picks them (under the session's
-        lock; with ``expected_sequence``, the batch starts at ``expected_sequence
-        + 1`` or nothing is written). Each record gets its own copy of ``metadata``.
+        Sequences are picked as :meth:`record` picks them (by the store, or at
+        ``expected_sequence + 1`` onwards as an optimistic check); every event
+        carries its own copy of ``metadata``.
 
         :returns: the stored records, in order.
-        :raises InvalidEvent: for no items, an item that is not a ``(kind, data)``
-            pair, an empty kind or a payload that is not plain JSON.
-        :raises SequenceConflict, ValueError, BranchClosed, BranchNotFound,
-            InvalidIdentifier, StorageError, StoreClosed: as :meth:`record`.
+        :raises InvalidEvent: for no items, an item that is not a ``(kind,
+            data)`` pair, an empty kind or a payload that is not plain JSON.
+        :raises SequenceConflict, ValueError, BranchClosed, InvalidIdentifier,
+            StorageError, StoreClosed: as :meth:`record`.
         """
         _check_expected(expected_sequence)
-        drafts = _drafts(session_id, branch_id, items, metadata)
+        start = 1 if expected_sequence is None else expected_sequence + 1
+        drafts: list[EventRecord] = []
+        for sequence, item in enumerate(items, start):
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise InvalidEvent(f"items must be (kind, data) pairs, got {item!r:.100}")
+            kind, data = item
+            meta = None if metadata is None else dict(metadata)
+            drafts.append(
+                EventRecord.new(session_id, branch_id, sequence, kind, data, metadata=meta)
+            )
+        if not drafts:
+            raise InvalidEvent("record_batch needs at least one item")
         self._check_open()
-        store = self._store
-        async with self._lock(session_id):
-            if expected_sequence is None:
-                sequence = await store.head(session_id, branch_id) + 1
-            else:
-                sequence = expected_sequence + 1
-            while True:
-                batch = [
-                    msgspec.structs.replace(draft, sequence=sequence + n)
-                    for n, draft in enumerate(drafts)
-                ]
-                try:
-                    stored = await store.append_batch(batch)
-                except SequenceConflict as conflict:
-                    if expected_sequence is not None or not store.shared_writers:
-                        raise
-                    sequence = max(conflict.expected, sequence + 1)
-                    continue
-                self._hub.publish_batch(stored)
-                return stored
+        if expected_sequence is None:
+            return await self._store.append_next(drafts)
+        return await self._store.append_batch(drafts)
 
     async def record_typed(
         self,
@@ -364,32 +355,10 @@ class EventJournal:
         """
         return self._types.decode(record)
 
-    async def create_branch(
-        self,
-        session_id: str,
-        branch_id: str,
-        *,
-        from_branch: str = MAIN,
-        fork_sequence: int | None = None,
-    ) -> BranchInfo:
-        """Fork ``from_branch`` at ``fork_sequence`` (default: its head), copying nothing.
-
-        :raises BranchExists: if ``branch_id`` exists.
-        :raises BranchNotFound: if ``from_branch`` does not (``main`` always does).
-        :raises BranchClosed: if ``from_branch`` was merged.
-        :raises InvalidBranchOperation: if ``fork_sequence`` is outside ``0..head``.
-        :raises InvalidIdentifier: for a bad id.
-        :raises StoreClosed: after :meth:`close`.
-        """
-        self._check_open()
-        return await self._store.create_branch(
-            session_id, branch_id, from_branch=from_branch, fork_sequence=fork_sequence
-        )
-
     async def merge_branch(
         self, session_id: str, source_branch: str, target_branch: str
     ) -> MergeResult:
-        """Merge the source's own events onto the target and publish them there.
+        """Merge the source's own events onto the target; the commit is published there.
 
         Subscribers of the target receive the merged records (each carrying
         ``metadata["merged_from"]``) like any other append.
@@ -401,16 +370,8 @@ class EventJournal:
         :raises StoreClosed: after :meth:`close`.
         """
         self._check_open()
-        store = self._store
-        async with self._lock(session_id):
-            result = await store.merge_branch(session_id, source_branch, target_branch)
-            self._ended(session_id, source_branch)
-            if result.merged_events:
-                first = result.target_head - result.merged_events + 1
-                async for event in store.iter_events(
-                    session_id, target_branch, first, to_sequence=result.target_head
-                ):
-                    self._hub.publish(event)
+        result = await self._store.merge_branch(session_id, source_branch, target_branch)
+        self._ended(session_id, source_branch)
         return result
 
     # -- session lifecycle -------------------------------------------------------
@@ -422,9 +383,8 @@ class EventJournal:
         :raises BranchNotFound, InvalidIdentifier, StorageError, StoreClosed: as the store's.
         """
         self._check_open()
-        async with self._lock(session_id):
-            info = await self._store.close_branch(session_id, branch_id)
-            self._ended(session_id, branch_id)
+        info = await self._store.close_branch(session_id, branch_id)
+        self._ended(session_id, branch_id)
         return info
 
     async def delete_session(self, session_id: str) -> bool:
@@ -434,12 +394,11 @@ class EventJournal:
         :raises InvalidIdentifier, StorageError, StoreClosed: as the store's.
         """
         self._check_open()
-        async with self._lock(session_id):
-            try:
-                return await self._store.delete_session(session_id)
-            finally:
-                # Even after a failure: the session may be gone (see the store's docs).
-                self._ended(session_id, erased=True)
+        try:
+            return await self._store.delete_session(session_id)
+        finally:
+            # Even after a failure: the session may be gone (see the store's docs).
+            self._ended(session_id, erased=True)
 
     async def delete_branch(self, session_id: str, branch_id: str) -> None:
         """:meth:`EventStore.delete_branch <eventstore.EventStore.delete_branch>`, then
@@ -449,9 +408,8 @@ class EventJournal:
             StoreClosed: as the store's.
         """
         self._check_open()
-        async with self._lock(session_id):
-            await self._store.delete_branch(session_id, branch_id)
-            self._ended(session_id, branch_id, erased=True)
+        await self._store.delete_branch(session_id, branch_id)
+        self._ended(session_id, branch_id, erased=True)
 
     async def sessions(
         self,
@@ -498,72 +456,17 @@ class EventJournal:
         """
         self._hub.end_branch(session_id, branch_id, drop=erased)
 
-    # -- reads -----------------------------------------------------------------
+    # -- the store's own operations (same arguments, docstrings and errors) -------
 
-    async def read(
-        self,
-        session_id: str,
-        branch_id: str = MAIN,
-        from_sequence: int = 1,
-        limit: int | None = None,
-        *,
-        to_sequence: int | None = None,
-    ) -> list[EventRecord]:
-        """The branch's logical history, ascending, ``from_sequence <= seq <= to_sequence``.
-
-        :raises InvalidIdentifier: for a bad id.
-        :raises ValueError: for a negative bound or limit.
-        :raises StoreClosed: after :meth:`close`.
-        """
-        return await self._store.read(
-            session_id, branch_id, from_sequence, limit, to_sequence=to_sequence
-        )
-
-    def iter_events(
-        self,
-        session_id: str,
-        branch_id: str = MAIN,
-        from_sequence: int = 1,
-        limit: int | None = None,
-        *,
-        to_sequence: int | None = None,
-    ) -> AsyncIterator[EventRecord]:
-        """Like :meth:`read`, streamed in pages without holding the history in memory."""
-        return self._store.iter_events(
-            session_id, branch_id, from_sequence, limit, to_sequence=to_sequence
-        )
-
-    async def head(self, session_id: str, branch_id: str = MAIN) -> int:
-        """The last sequence of the branch, 0 if it has none.
-
-        :raises InvalidIdentifier: for a bad id.
-        :raises StoreClosed: after :meth:`close`.
-        """
-        return await self._store.head(session_id, branch_id)
-
-    async def list_branches(self, session_id: str) -> list[BranchInfo]:
-        """Every branch of the session, sorted by id; ``[]`` for an unknown session.
-
-        :raises InvalidIdentifier: for a bad id.
-        :raises StoreClosed: after :meth:`close`.
-        """
-        return await self._store.list_branches(session_id)
-
-    async def branch_info(self, session_id: str, branch_id: str = MAIN) -> BranchInfo:
-        """Parent, fork point, head, creation time and merge state of a branch.
-
-        :raises BranchNotFound: if the branch does not exist (``main`` always does).
-        :raises InvalidIdentifier: for a bad id.
-        :raises StoreClosed: after :meth:`close`.
-        """
-        return await self._store.branch_info(session_id, branch_id)
-
-    async def list_sessions(self) -> list[str]:
-        """Every session id, sorted.
-
-        :raises StoreClosed: after :meth:`close`.
-        """
-        return await self._store.list_sessions()
+    create_branch = _store_method(EventStore.create_branch)
+    read = _store_method(EventStore.read)
+    iter_events = _store_method(EventStore.iter_events)
+    head = _store_method(EventStore.head)
+    list_branches = _store_method(EventStore.list_branches)
+    branch_info = _store_method(EventStore.branch_info)
+    list_sessions = _store_method(EventStore.list_sessions)
+    read_feed = _store_method(EventStore.read_feed)
+    feed_head = _store_method(EventStore.feed_head)
 
     async def fold(
         self,
@@ -591,7 +494,12 @@ class EventJournal:
     # -- live ------------------------------------------------------------------
 
     def subscribe(
-        self, session_id: str, branch_id: str = MAIN, after_sequence: int = 0
+        self,
+        session_id: str,
+        branch_id: str = MAIN,
+        after_sequence: int = 0,
+        *,
+        kinds: Iterable[str] | None = None,
     ) -> Subscription:
         """Every event of the branch after ``after_sequence``: the backlog, then live.
 
@@ -599,94 +507,53 @@ class EventJournal:
         the consumer falls; on a fork the inherited events come first. Use it
         as ``async with journal.subscribe(...) as sub: async for event in sub``.
 
+        :param kinds: only events of these kinds (default: all), filtered
+            before delivery.
         :raises InvalidIdentifier: for a bad id.
         :raises ValueError: for a negative ``after_sequence``.
+        :raises TypeError: for ``kinds`` that are not non-empty strings.
         :raises StoreClosed: after :meth:`close`.
         """
         self._check_open()
-        self._start_watcher()
-        return BranchSubscription(self._store, self._hub, session_id, branch_id, after_sequence)
+        return BranchSubscription(
+            self._store, self._hub, session_id, branch_id, after_sequence, kinds=kinds
+        )
 
     def subscribe_all(
         self,
         *,
+        after: int | None = None,
         kinds: Iterable[str] | None = None,
         session_ids: Iterable[str] | None = None,
     ) -> Subscription:
-        """Live events of every session and branch from now on, filtered.
+        """Events of every session and branch, filtered; resumable from a feed position.
 
-        Per session and branch they arrive in order and once each, also after
-        the live buffer overflowed (the loss is re-read from the store).
+        With ``after=None``, live events from now on: per session and branch
+        in order and once each, also after the live buffer overflowed (the
+        loss is re-read from the store). With an int, every record with
+        ``position > after`` (0: the whole feed): the backlog, then live, in
+        position order with no gap and no duplicate; save the last record's
+        ``position`` (or the subscription's) to resume there after a restart.
 
+        :param after: the feed position to resume after, or ``None``.
         :param kinds: only events of these kinds (default: all).
         :param session_ids: only events of these sessions (default: all).
+        :raises ValueError: for a negative or non-int ``after``.
+        :raises TypeError: for ``kinds`` or ``session_ids`` that are not
+            non-empty strings.
         :raises InvalidIdentifier: for a bad session id.
         :raises StoreClosed: after :meth:`close`.
         """
         self._check_open()
-        self._start_watcher()
-        return AllSubscription(self._store, self._hub, kinds=kinds, session_ids=session_ids)
-
-    # -- other writers -----------------------------------------------------------
-
-    def _start_watcher(self) -> None:
-        if self._watcher is not None or not self._store.shared_writers:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop yet: the next subscribe or open starts it
-        self._watcher = asyncio.create_task(self._follow(), name="eventjournal-watch")
-
-    async def _follow(self) -> None:
-        """Publish what other processes append, until cancelled or the store ends."""
-        delay = 0.05
-        while not self._closed:
-            try:
-                watch: Any = self._store.watch()
-                if hasattr(watch, "__aenter__"):
-                    async with watch as positions:
-                        self._watching.set()
-                        await self._publish_all(positions)
-                else:
-                    self._watching.set()
-                    await self._publish_all(watch)
-                return
-            except StoreClosed:
-                return
-            except Exception:
-                self._watching.set()
-                # A lost connection must not end live delivery for good; the
-                # subscribers' gap logic re-reads whatever passed meanwhile.
-                logger.exception("store.watch() failed; restarting in %.2fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_WATCH_BACKOFF)
-
-    async def _publish_all(self, positions: AsyncIterator[Position]) -> None:
-        async for position in positions:
-            await self._publish_position(position)
-
-    async def _publish_position(self, position: Position) -> None:
-        records = await self._store.read(
-            position.session_id,
-            position.branch_id,
-            position.sequence,
-            to_sequence=position.sequence,
+        if after is None:
+            return AllSubscription(self._store, self._hub, kinds=kinds, session_ids=session_ids)
+        return FeedSubscription(
+            self._pump,
+            after,
+            kinds=kinds,
+            session_ids=session_ids,
+            buffer=self._hub.max_buffer_size,
         )
-        for record in records:
-            if record.branch_id == position.branch_id:
-                self._hub.publish(record)
-
-    def __del__(self) -> None:
-        watcher = getattr(self, "_watcher", None)
-        if watcher is not None and not watcher.done():
-            import warnings
-
-            warnings.warn(
-                "EventJournal was never closed; its watch task is still running",
-                ResourceWarning,
-                stacklevel=2,
-            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -698,33 +565,6 @@ def _check_expected(expected_sequence: object) -> None:
         type(expected_sequence) is not int or expected_sequence < 0
     ):
         raise ValueError(f"expected_sequence must be an int >= 0, got {expected_sequence!r}")
-
-
-def _drafts(
-    session_id: str,
-    branch_id: str,
-    items: Iterable[tuple[str, Any]],
-    metadata: dict[str, Any] | None,
-) -> list[EventRecord]:
-    """Validated records at sequences 1.., their sequences to be filled in.
-
-    :raises InvalidEvent: for no items or an item that is not a ``(kind, data)`` pair.
-    """
-    drafts: list[EventRecord] = []
-    for item in items:
-        if not isinstance(item, tuple | list) or len(item) != 2:
-            raise InvalidEvent(f"record_batch items are (kind, data) pairs, got {item!r}")
-        kind, data = item
-        sequence = len(drafts) + 1
-        draft = EventRecord.new(session_id, branch_id, sequence, kind, data, metadata=metadata)
-        if drafts and metadata:
-            # Checked above: plain JSON. A copy each, so no two records share one dict.
-            copied = msgspec.json.decode(msgspec.json.encode(metadata))
-            draft = msgspec.structs.replace(draft, metadata=copied)
-        drafts.append(draft)
-    if not drafts:
-        raise InvalidEvent("record_batch needs at least one (kind, data) item")
-    return drafts
 
 
 def open_journal(
@@ -752,6 +592,4 @@ def open_journal(
     :raises ValueError: for a bad store option (``durability``...).
     :raises StoreLocked: on entry, if another process writes to ``root``.
     """
-    from eventstore.file import FileEventStore
-
     return EventJournal(FileEventStore(root, **opts), hub, types=types)

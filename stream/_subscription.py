@@ -20,7 +20,16 @@ from typing import Self
 from eventstore import MAIN, EventRecord, EventStore, EventStoreError, check_identifier
 
 from ._closable import SyncClosable
-from ._hub import _CLOSED, _ENDED, EventReceiver, EventStreamHub, Key, ReceiverStatistics, _frozen
+from ._hub import (
+    _CLOSED,
+    _ENDED,
+    EventReceiver,
+    EventStreamHub,
+    Key,
+    ReceiverStatistics,
+    frozen_names,
+    receiver_state,
+)
 
 __all__ = ("AllSubscription", "BranchSubscription", "Subscription")
 
@@ -50,15 +59,6 @@ class Subscription(SyncClosable, ABC):
     mutating one changes nothing another subscriber, reader or writer sees.
     """
 
-    def __init__(self, store: EventStore, receiver: EventReceiver, page_size: int) -> None:
-        self._store = store
-        self._page_size = page_size
-        # Keeping the public receiver means it leaves the hub when we are collected.
-        self._handle = receiver
-        self._receiver = receiver._buffer
-        self._pending: deque[EventRecord] = deque()
-        self._closed = False
-
     def __aiter__(self) -> Self:
         return self
 
@@ -71,6 +71,32 @@ class Subscription(SyncClosable, ABC):
         :raises EventStoreError: if reading the store failed (the subscription
             stays usable: iterate again to retry).
         """
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """Whether it or its source was closed (what is buffered still comes)."""
+
+    @abstractmethod
+    def statistics(self) -> ReceiverStatistics:
+        """The live buffer's statistics."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop: forget buffered events; iteration ends. Idempotent."""
+
+
+class _HubSubscription(Subscription):
+    """A subscription fed by one hub receiver, catching up from the store."""
+
+    def __init__(self, store: EventStore, receiver: EventReceiver, page_size: int) -> None:
+        self._store = store
+        self._page_size = page_size
+        # Keeping the public receiver means it leaves the hub when we are collected.
+        self._handle = receiver
+        self._receiver = receiver_state(receiver)
+        self._pending: deque[EventRecord] = deque()
+        self._closed = False
 
     @property
     def closed(self) -> bool:
@@ -106,7 +132,7 @@ class Subscription(SyncClosable, ABC):
         return None if self._closed else page
 
 
-class BranchSubscription(Subscription):
+class BranchSubscription(_HubSubscription):
     """Every event of one branch's logical history after ``after_sequence``, then live.
 
     On a fork the inherited events come first, as the store reads them. The
@@ -120,9 +146,12 @@ class BranchSubscription(Subscription):
     deleted.
 
     :param after_sequence: deliver sequences above this one (0: everything).
+    :param kinds: deliver only events of these kinds (default: all); the
+        others are skipped before delivery, the order and the seam stay exact.
     :param page_size: records per store read while catching up.
     :raises InvalidIdentifier: for a bad id.
     :raises ValueError: for a negative ``after_sequence`` or a ``page_size`` below 1.
+    :raises TypeError: for ``kinds`` that are not non-empty strings.
     :raises anyio.ClosedResourceError: if the hub was closed.
     """
 
@@ -134,11 +163,13 @@ class BranchSubscription(Subscription):
         branch_id: str = MAIN,
         after_sequence: int = 0,
         *,
+        kinds: Iterable[str] | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
         if type(after_sequence) is not int or after_sequence < 0:
             raise ValueError(f"after_sequence must be an int >= 0, got {after_sequence!r}")
         _check_page_size(page_size)
+        self._kinds = frozen_names(kinds, "kinds")
         check_identifier(session_id, "session_id")
         check_identifier(branch_id, "branch_id")
         # Registering first is what makes the seam exact; see the module docstring.
@@ -168,22 +199,24 @@ class BranchSubscription(Subscription):
     async def __anext__(self) -> EventRecord:
         receiver = self._receiver
         while True:
-            if self._closed or receiver._state == _CLOSED:
+            if self._closed or receiver.state == _CLOSED:
                 # Closed by us, or dropped by the hub: the session was deleted.
                 raise self._stop()
             if self._pending:
                 event = self._pending.popleft()
                 self._last = event.sequence
+                if self._kinds is not None and event.kind not in self._kinds:
+                    continue
                 return event
-            if receiver._losses:
+            if receiver.losses:
                 # Whatever was dropped is in the store after our position.
-                receiver._take_losses()
+                receiver.take_losses()
                 self._catching_up = True
             if self._catching_up:
                 if (self._handle.closed and not self._ending()) or not await self._catch_up():
                     raise self._stop()
                 continue
-            queue = receiver._queue
+            queue = receiver.queue
             if not queue:
                 if self._ending() and not self._final:
                     # Ended by the hub: what the buffer lacks is in the store.
@@ -191,15 +224,17 @@ class BranchSubscription(Subscription):
                     continue
                 if self._handle.closed or self._final:
                     raise self._stop()
-                waiter = receiver._waiter()
+                waiter = receiver.waiter()
                 if waiter is not None:
                     await waiter
                 continue
-            receiver._popped += 1
+            receiver.popped += 1
             live = queue.popleft()
             sequence = live.sequence
             if sequence == self._last + 1:
                 self._last = sequence
+                if self._kinds is not None and live.kind not in self._kinds:
+                    continue
                 return live.thaw()
             if sequence > self._last:
                 # Publishers raced: the store has the gap (and this event).
@@ -208,7 +243,7 @@ class BranchSubscription(Subscription):
     def _ending(self) -> bool:
         """Whether the hub, still open, ended this branch's live events (see ``end_branch``)."""
         receiver = self._receiver
-        return receiver._state == _ENDED and not receiver._hub.closed
+        return receiver.state == _ENDED and not receiver.hub.closed
 
     async def _catch_up(self) -> bool:
         page = await self._read(self._key, self._last + 1, self._page_size)
@@ -239,7 +274,7 @@ class BranchSubscription(Subscription):
         return f"<BranchSubscription {self._key[0]}/{self._key[1]} position={self._last}>"
 
 
-class AllSubscription(Subscription):
+class AllSubscription(_HubSubscription):
     """Live events of every session and branch, filtered by kind and session.
 
     There is no global order. Per session and branch, events arrive in the
@@ -266,7 +301,7 @@ class AllSubscription(Subscription):
     ) -> None:
         _check_page_size(page_size)
         super().__init__(store, hub.subscribe_all(kinds=kinds, session_ids=session_ids), page_size)
-        self._kinds = _frozen(kinds, "kinds")
+        self._kinds = frozen_names(kinds, "kinds")
         # Ranges still to re-read: [key, next sequence].
         self._recovering: deque[tuple[Key, int]] = deque()
         # key -> last sequence re-read from the store; live copies up to it are stale.
@@ -275,7 +310,7 @@ class AllSubscription(Subscription):
     async def __anext__(self) -> EventRecord:
         receiver = self._receiver
         while True:
-            if self._closed or receiver._state == _CLOSED:
+            if self._closed or receiver.state == _CLOSED:
                 # Closed by us, or dropped by the hub: the session was deleted.
                 raise self._stop()
             if self._pending:
@@ -284,15 +319,15 @@ class AllSubscription(Subscription):
                 if self._handle.closed or not await self._recover():
                     raise self._stop()
                 continue
-            for key, lost in receiver._take_losses(due_only=True):
+            for key, lost in receiver.take_losses(due_only=True):
                 self._recovering.append((key, max(lost, self._marks.get(key, 0) + 1)))
             if self._recovering:
                 continue
-            event = receiver._pop()
+            event = receiver.pop()
             if event is None:
                 if self._handle.closed:
                     raise self._stop()
-                waiter = receiver._waiter()
+                waiter = receiver.waiter()
                 if waiter is not None:
                     await waiter
                 continue

@@ -6,10 +6,12 @@ reports. Private modules, one job each: ``_writer`` (the I/O thread and group
 commit), ``_tail`` and ``_leftover`` (what an open trusts of a file's end),
 ``_index`` (sparse offsets), ``_id_window`` (the idempotency window), ``_manifest``
 (``branches.json``), ``_batch`` (the batch marker), ``_session`` (per-session
-state), ``_lock`` (one writer per root), ``_roots`` (new sessions, batched),
+state), ``_lock`` (one writer per root),
 ``_erase`` (deleting sessions and branches), ``_summary`` (what ``sessions()``
-lists without reading logs), ``_verify`` (:func:`verify`: the files checked by
-those same rules, read-only, every problem reported).
+lists without reading logs), ``_feed`` (the global feed's index), ``_follow``
+(a read-only store waking on the writer's feed writes), ``_verify``
+(:func:`verify`: the files checked by those same rules, read-only, every
+problem reported).
 """
 
 from ._store import FileEventStore as FileEventStore

@@ -35,9 +35,12 @@ class _Marker(msgspec.Struct):
 _marker_decoder = msgspec.json.Decoder(_Marker)
 
 
-def encode_batch(events: Sequence[EventRecord], max_record_size: int) -> bytes:
+def encode_batch(
+    events: Sequence[EventRecord], max_record_size: int, ends: list[int] | None = None
+) -> bytes:
     """The JSONL bytes of ``events``, all lines but the last marked with ``batch_end``.
 
+    :param ends: if given, receives the offset just past each line.
     :raises InvalidEvent: if a record's line (without its marker) is larger
         than ``max_record_size``.
     """
@@ -58,6 +61,8 @@ def encode_batch(events: Sequence[EventRecord], max_record_size: int) -> bytes:
         else:
             del buf[-1]
             buf += marker
+        if ends is not None:
+            ends.append(len(buf))
     return bytes(buf)
 
 

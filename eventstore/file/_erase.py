@@ -49,11 +49,17 @@ def bury(ops: FileOps, root_fd: int, session_id: str, *, sync: bool) -> bool:
     return True
 
 
-def clear_tombstones(ops: FileOps, root_fd: int) -> None:
-    """Remove what crashes left of deleted sessions (a writer calls this on open)."""
+def clear_tombstones(ops: FileOps, root_fd: int) -> list[str]:
+    """Remove what crashes left of deleted sessions (a writer calls this on open).
+
+    :returns: the ids of those sessions (their feed streams are to be blanked too).
+    """
+    found: list[str] = []
     for name in os.listdir(root_fd):
         if name.startswith(TOMBSTONE_PREFIX):
             _remove_tree(ops, root_fd, name)
+            found.append(name[len(TOMBSTONE_PREFIX) :].rpartition(".")[0])
+    return found
 
 
 def remove_branch_files(ops: FileOps, directory: str, names: list[str], *, sync: bool) -> None:

@@ -8,6 +8,7 @@ Layout::
     <root>/<session_id>/<branch_id>.jsonl.torn   torn tails cut off after a crash
     <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
     <root>/.deleted.<session_id>.<token>  a deleted session's remains (removed on open)
+    <root>/feed.idx, <root>/feed.streams  the global feed's index (:mod:`._feed`)
 
 A fork stores only its own events; its inherited history is read from each
 ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
@@ -31,14 +32,17 @@ appends to one branch share a round too. Each write names the byte offset it
 expects; when a write fails the file is cut back, later writes built on it fail
 with it, and the branch's pending head returns to its durable head.
 
-Lifecycle: ``close_branch`` records ``closed_at`` in the manifest;
-``delete_session`` renames the session directory to a tombstone (the atomic
-step) and then removes it (:mod:`eventstore.file._erase`); ``delete_branch``
-drops the branch from the manifest, then unlinks its files, finished on the
-next load should a crash strike between. New sessions' first appends are
-written in batches, two syncs each (:mod:`eventstore.file._roots`). The session
-cache is trimmed as operations leave it, so a burst of new sessions shrinks
-back to ``max_cached_sessions``.
+    <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
+    <root>/.deleted.<session_id>.<token>  a deleted session's remains (removed on open)
+
+The global feed: every record gets the next ``position`` when the write is
+accepted (on the loop, in queue order, so positions follow the rounds), in its
+JSON line. Each round appends the records' feed index entries before their
+lines and syncs them with the logs; listeners hear of each round's records,
+in position order, before its callers resume. A ``read_only`` store with
+listeners follows the writer process through the index (:mod:`._follow`).
+Records of a root written before the feed existed carry position 0 and are
+not in the feed.
 
 Retries: each branch keeps the ids of its last ``IDEMPOTENCY_WINDOW`` (10,000)
 records in memory (:mod:`eventstore.file._id_window`), so an append checks its ids
@@ -54,6 +58,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -70,12 +75,15 @@ from .._errors import (
     InvalidBranchOperation,
     ReadOnlyStore,
     StorageError,
+    StoreClosed,
 )
 from .._ids import MAIN, check_identifier
 from .._lineage import ancestors, check_merge, merged_records, segments
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._batch import encode_batch
 from ._erase import bury, clear_tombstones, remove_branch_files
+from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entry_bytes
+from ._follow import Watcher
 from ._id_window import forget, recent_ids, remember
 from ._index import SPACING, Owner, read_chunk
 from ._leftover import LINK_REFUSED, check_unnamed
@@ -85,10 +93,12 @@ from ._manifest import (
     BranchMeta,
     Manifest,
     PendingMerge,
+    commit_manifest,
+    discard_manifest,
     read_manifest,
+    stage_manifest,
     write_manifest,
 )
-from ._roots import RootBatch
 from ._session import Branch, Session, list_session_dirs, manifest_stamp
 from ._summary import session_info
 from ._tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
@@ -98,6 +108,15 @@ __all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 
 #: Bytes of records one read call on the I/O thread returns at most.
 _READ_BUDGET = 256 * 1024
+#: Feed index entries one read call on the I/O thread looks at, at most.
+_FEED_STEP = 4096
+
+_replace = msgspec.structs.replace
+
+
+def _numbered(events: list[EventRecord], head: int) -> list[EventRecord]:
+    """An ``append_next`` batch (numbered ``1..n``) numbered from ``head + 1``."""
+    return [_replace(event, sequence=head + event.sequence) for event in events]
 
 
 def _hits(session: Session, events: list[EventRecord]) -> list[tuple[Branch, int] | None]:
@@ -193,6 +212,9 @@ class FileEventStore(EventStore):
         fails on purpose.
     """
 
+    #: Follow the writer by inotify where available (tests turn it off to poll).
+    _inotify = True
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -218,10 +240,22 @@ class FileEventStore(EventStore):
         self._lock_fd: int | None = None
         self._root_fd: int | None = None
         self._writer: Writer | None = None
-        self._roots: RootBatch | None = None
         #: Operations inside :meth:`_locked`; ``close()`` lets them finish first.
         self._busy = 0
         self._quiet: asyncio.Future[None] | None = None
+        self._feed: FeedFile | None = None
+        #: The last position given out (loop), and the highest acknowledged one.
+        self._position = 0
+        self._visible = 0
+        #: Sessions a crash cut short in deleting (their feed streams are blanked on open).
+        self._buried: list[str] = []
+        #: Records acknowledged in the round being delivered, for the listeners.
+        self._round: list[EventRecord] = []
+        #: A read-only store's task following the writer, while listeners listen.
+        self._follower: asyncio.Task[None] | None = None
+        self._follow_wanted = False
+        #: The highest position a read-only store reported (where following resumes).
+        self._seen: int | None = None
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else self.durability
@@ -235,9 +269,64 @@ class FileEventStore(EventStore):
         self._root_fd = root_fd
         self._writer = Writer(self._ops, sync=self._sync, sync_fd=root_fd, read_only=self.read_only)
         self._writer.start()
-        if self._sync and self._ops.has_syncfs() and not self.read_only:
-            # New sessions share two syncs per batch (see ``_roots``).
-            self._roots = RootBatch(self._writer, root_fd)
+        # Weakly: the thread must not keep a forgotten store alive (its __del__ warns).
+        round_done = weakref.WeakMethod(self._round_done)
+
+        def on_round() -> None:
+            method = round_done()
+            if method is not None:
+                method()
+
+        self._writer.on_round = on_round
+        self._feed = FeedFile(self._ops, self.root, read_only=self.read_only, sync=self._sync)
+        try:
+            self._position, self._visible = await self._io.call(self._open_feed)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await self._writer.stop()
+            self._release()
+            raise
+        if self._follow_wanted:
+            self._start_following()
+
+    def _open_feed(self) -> tuple[int, int]:
+        """Open the feed index (a writer creates and repairs it).
+
+        :returns: the highest position it ever named (never given again) and
+            the highest it holds now.
+        """
+        feed = self._feed
+        assert feed is not None
+        if self.read_only:
+            feed.open()
+            return 0, 0
+        self._io.feed = feed
+        try:
+            if not feed.open():
+                return 0, 0
+            highest = feed.recover(self._io)
+            # Sessions whose delete a crash cut short: their streams go now.
+            for session_id in self._buried:
+                feed.blank(feed.streams.drop(session_id))
+            count = feed.count()
+            visible = feed.entry(count - 1).position if count else 0
+        except OSError as exc:
+            feed.close()
+            raise StorageError(f"cannot open the feed index: {exc.strerror}", exc.errno) from exc
+        return highest, visible
+
+    def _round_done(self) -> None:
+        """After a round's callbacks, before its callers resume: tell the listeners."""
+        records, self._round = self._round, []
+        if not records:
+            return
+        self._visible = max(self._visible, records[-1].position)
+        try:
+            self._committed(records)
+        except Exception as exc:  # a listener's bug must not lose the round's results
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "a store listener failed", "exception": exc}
+            )
 
     def _open_root(self) -> tuple[int | None, int]:
         lock_fd = None
@@ -248,7 +337,7 @@ class FileEventStore(EventStore):
             root_fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             if lock_fd is not None:
                 # Sessions deleted when a crash struck: gone already, their files go now.
-                clear_tombstones(self._ops, root_fd)
+                self._buried = clear_tombstones(self._ops, root_fd)
         except OSError as exc:
             if lock_fd is not None:
                 release_lock(lock_fd)
@@ -256,6 +345,7 @@ class FileEventStore(EventStore):
         return lock_fd, root_fd
 
     async def _close(self) -> None:
+        self._stop_following()
         try:
             await self._settle()
         finally:
@@ -569,7 +659,6 @@ class FileEventStore(EventStore):
 
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         self._check_writable()
-        data = encode_batch(events, self.max_record_size)
         first = events[0]
         session = self._cache.get(first.session_id)
         if session is not None and session.loaded and not session.lock.locked():
@@ -581,16 +670,49 @@ class FileEventStore(EventStore):
                 and first.sequence == branch.pending_head + 1
                 and _unseen(session, events)
             ):
-                await self._submit(session, branch, events, data)
-                return events
+                stored, pending = self._submit(session, branch, events)
+                await pending
+                return stored
         async with self._locked(first.session_id) as session:
-            stored, pending = await self._append_locked(session, events, data)
-        if pending is not None:
-            await pending
+            stored, written = await self._append_locked(session, events)
+        if written is not None:
+            await written
+        return stored
+
+    async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
+        # Numbered from the pending head at acceptance: concurrent calls on one
+        # branch never conflict and share the I/O thread's rounds.
+        self._check_writable()
+        first = events[0]
+        session = self._cache.get(first.session_id)
+        if session is not None and session.loaded and not session.lock.locked():
+            branch = session.branches.get(first.branch_id)
+            if (
+                branch is not None
+                and branch.loaded
+                and not branch.closed
+                and _unseen(session, events)
+            ):
+                stored, pending = self._submit(
+                    session, branch, _numbered(events, branch.pending_head)
+                )
+                await pending
+                return stored
+        async with self._locked(first.session_id) as session:
+            replayed = await self._replay(session, events)
+            if replayed is not None:
+                return replayed
+            branch = session.branches.get(first.branch_id)
+            if branch is not None:
+                await self._load_branch(session, branch)
+            head = 0 if branch is None else branch.pending_head
+            stored, written = await self._append_locked(session, _numbered(events, head))
+        if written is not None:
+            await written
         return stored
 
     async def _append_locked(
-        self, session: Session, events: list[EventRecord], data: bytes
+        self, session: Session, events: list[EventRecord]
     ) -> tuple[list[EventRecord], asyncio.Future[None] | None]:
         """The slow path: the records to return, and the write to await if any."""
         first = events[0]
@@ -604,8 +726,7 @@ class FileEventStore(EventStore):
                 raise BranchNotFound(session.session_id, first.branch_id)
             if first.sequence != 1:
                 return resolve_retry([], events, 0), None  # raises: nothing is stored
-            await self._create_root(session, events, data)
-            return events, None
+            return await self._create_root(session, events), None
         await self._load_branch(session, branch)
         stored = events
         if first.sequence != branch.pending_head + 1:
@@ -617,7 +738,7 @@ class FileEventStore(EventStore):
                 return resolve_retry(stored, events, branch.head), None
         if branch.closed:
             raise BranchClosed(session.session_id, branch.branch_id, branch.meta.merged_into)
-        return stored, self._submit(session, branch, events, data)
+        return self._submit(session, branch, events)
 
     async def _replay(
         self, session: Session, events: list[EventRecord]
@@ -669,42 +790,130 @@ class FileEventStore(EventStore):
             branch.size,
         )
 
-    async def _create_root(self, session: Session, events: list[EventRecord], data: bytes) -> None:
+    async def _create_root(self, session: Session, events: list[EventRecord]) -> list[EventRecord]:
         """Write the first events of a new root branch, then name it in the manifest.
 
         Both in one call on the I/O thread, so a ``close()`` either lets the
         whole of it finish or stops it before it starts. Should a crash strike
         between the two, the file is an orphan the manifest does not name:
-        invisible, and moved aside by the next attempt.
+        invisible, and moved aside by the next attempt (its feed entries are
+        cut by the next open).
         """
         branch_id = events[0].branch_id
+        stored, data, part = self._stamp(session.session_id, branch_id, events, 0)
         # The manifest is written after the events: it may record them as reached.
         meta = BranchMeta(branch_id=branch_id, created_at=utc_now(), known_head=events[-1].sequence)
         branch = Branch(meta)
         session.branches[branch_id] = branch
         manifest = session.manifest()
         del session.branches[branch_id]
-        if self._roots is not None:
-            await self._roots.submit(session.directory, branch.file, data, manifest)
-        else:
-            await self._io.call(self._write_root, session.directory, branch.file, data, manifest)
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                self._round.extend(stored)
+
+        await self._io.call_done(
+            done, self._write_root, session.directory, branch.file, data, manifest, part
+        )
         branch.loaded = True
         branch.reset(events[-1].sequence, len(data))
         branch.ids = {event.event_id: event.sequence for event in events}
         session.branches[branch_id] = branch
         session.exists = True
+        return stored
 
-    def _write_root(self, directory: str, name: str, data: bytes, manifest: Manifest) -> None:
-        assert self._root_fd is not None
-        prepare_root(self._io, self._root_fd, directory, name, sync=self._sync)
-        # The manifest's directory sync makes the new file's entry durable too.
-        self._io.write_now(directory, name, data, sync_directory=False)
-        write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
+    def _write_root(
+        self, directory: str, name: str, data: bytes, manifest: Manifest, part: FeedPart
+    ) -> None:
+        root_fd = self._root_fd
+        assert root_fd is not None
+        if self._sync and self._ops.has_syncfs():
+            self._write_root_syncfs(root_fd, directory, name, data, manifest, part)
+            return
+        prepare_root(self._io, root_fd, directory, name, sync=self._sync)
+        feed = self._feed
+        assert feed is not None
+        region = feed.append([part])
+        try:
+            # The manifest's directory sync makes the new file's entry durable too.
+            self._io.write_now(directory, name, data, sync_directory=False)
+            if self._sync:
+                feed.sync()
+            write_manifest(self._ops, root_fd, directory, manifest, sync=self._sync)
+        except BaseException:
+            if region is not None:
+                feed.keep(region, [], self._sync)
+            raise
+
+    def _write_root_syncfs(
+        self,
+        root_fd: int,
+        directory: str,
+        name: str,
+        data: bytes,
+        manifest: Manifest,
+        part: FeedPart,
+    ) -> None:
+        """:meth:`_write_root` in two syncs: directory, feed entries, events and the
+        staged manifest written unsynced, one ``syncfs`` makes them durable, the
+        rename names the branch, a second ``syncfs`` makes that durable. A kill
+        anywhere leaves the session new (its file an orphan the next open sets
+        aside, its feed entries cut) or created; nothing is acknowledged before
+        the second sync returns."""
+        ops = self._ops
+        feed = self._feed
+        assert feed is not None
+        prepare_root(self._io, root_fd, directory, name, sync=False)
+        region = feed.append([part])
+        staged = None
+        try:
+            self._io.write_now(directory, name, data, sync_directory=False, sync=False)
+            staged = stage_manifest(ops, root_fd, directory, manifest, sync=False)
+            self._io.syncs += 1
+            ops.syncfs(root_fd)
+            feed.streams_dirty = False
+            commit_manifest(ops, staged, sync=False)
+            staged = None
+            self._io.syncs += 1
+            ops.syncfs(root_fd)
+        except BaseException:
+            if staged is not None:
+                discard_manifest(ops, staged)
+            if region is not None:
+                feed.keep(region, [], self._sync)
+            raise
+
+    def _stamp(
+        self, session_id: str, branch_id: str, events: list[EventRecord], offset: int
+    ) -> tuple[list[EventRecord], bytes, FeedPart]:
+        """Give ``events`` the next positions: the records, their bytes, their feed entries.
+
+        On the loop, with no await before the write is queued: positions follow
+        the queue, which is the order rounds commit in.
+
+        :raises InvalidEvent: for a record above ``max_record_size`` (no position is used).
+        """
+        first = self._position + 1
+        stored = [_replace(event, position=p) for p, event in enumerate(events, first)]
+        ends: list[int] = []
+        data = encode_batch(stored, self.max_record_size, ends)
+        assert self._feed is not None
+        number, raw = self._feed.streams.number(session_id, branch_id)
+        start = 0
+        chunks = []
+        for record, end in zip(stored, ends, strict=True):
+            chunks.append(
+                entry_bytes(record.position, number, end - start, offset + start, record.sequence)
+            )
+            start = end
+        self._position = stored[-1].position
+        return stored, data, FeedPart(b"".join(chunks), number, raw)
 
     def _submit(
-        self, session: Session, branch: Branch, events: list[EventRecord], data: bytes
-    ) -> asyncio.Future[None]:
+        self, session: Session, branch: Branch, events: list[EventRecord]
+    ) -> tuple[list[EventRecord], asyncio.Future[None]]:
         offset = branch.pending_size
+        stored, data, part = self._stamp(session.session_id, branch.branch_id, events, offset)
         first = events[0].sequence
         last = events[-1].sequence
         generation = branch.generation
@@ -722,6 +931,7 @@ class FileEventStore(EventStore):
                 if first - branch.noted >= SPACING:
                     branch.index.note(first, offset)
                     branch.noted = first
+                self._round.extend(stored)
             else:
                 forget(branch, events)
                 if generation == branch.generation:
@@ -734,7 +944,7 @@ class FileEventStore(EventStore):
             if not branch.inflight:
                 branch.wake()
 
-        return self._io.write(session.directory, branch.file, offset, data, done)
+        return stored, self._io.write(session.directory, branch.file, offset, data, done, part)
 
     async def _create_branch(
         self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
@@ -799,7 +1009,9 @@ class FileEventStore(EventStore):
             await self._drain(target)
             own = await self._read_own_all(session, source)
             records = merged_records(own, target_id, target.head)
-            data = encode_batch(records, self.max_record_size) if records else b""
+            if records:
+                # Checked before the intent is written (the write encodes again, positioned).
+                encode_batch(records, self.max_record_size)
             added = [name for name in (source_id, target_id) if name not in session.branches]
             session.branches.update({source_id: source, target_id: target})
             source.meta.merged_into = target_id
@@ -822,7 +1034,8 @@ class FileEventStore(EventStore):
             if not records:
                 return MergeResult(source_id, target_id, 0, target.head)
             try:
-                await self._submit(session, target, records, data)
+                _, written = self._submit(session, target, records)
+                await written
             except BaseException:
                 # Nothing reached the target: reopen the source. If this manifest
                 # write fails too, the next open sees the intent and undoes it.
@@ -1068,16 +1281,24 @@ class FileEventStore(EventStore):
 
     async def _remove_deleted(self, session: Session) -> None:
         """Unlink the files of branches the manifest no longer names, then say so in it."""
-        await self._io.call(self._unlink_branches, session.directory, list(session.deleted))
+        streams = []
+        if self._feed is not None:
+            for name in session.deleted:
+                streams += self._feed.streams.drop(session.session_id, name)
+        await self._io.call(
+            self._unlink_branches, session.directory, list(session.deleted), streams
+        )
         session.deleted = []
         # Should this fail, the next load unlinks again (absent files are fine).
         with contextlib.suppress(StorageError):
             await self._write_manifest(session)
 
-    def _unlink_branches(self, directory: str, names: list[str]) -> None:
+    def _unlink_branches(self, directory: str, names: list[str], streams: list[int]) -> None:
         for name in names:
             self._io.forget(directory, f"{name}.jsonl")
         remove_branch_files(self._ops, directory, names, sync=self._sync)
+        if self._feed is not None:
+            self._feed.blank(streams)
 
     async def _delete_session(self, session_id: str) -> bool:
         self._check_writable()
@@ -1086,17 +1307,24 @@ class FileEventStore(EventStore):
             for branch in list(session.branches.values()):
                 await self._drain(branch)
             try:
-                found: bool = await self._io.call(self._bury, session.directory, session_id)
+                # Its records leave the feed: their entries now name no stream.
+                streams = [] if self._feed is None else self._feed.streams.drop(session_id)
+                found: bool = await self._io.call(
+                    self._bury, session.directory, session_id, streams
+                )
             finally:
                 # Whatever happened on disk, the next use reads it afresh.
                 session.forget()
             return found
 
-    def _bury(self, directory: str, session_id: str) -> bool:
-        assert self._root_fd is not None
+    def _bury(self, directory: str, session_id: str, streams: list[int]) -> bool:
+        assert self._root_fd is not None and self._feed is not None
         found = manifest_stamp(directory) is not None
         self._io.forget(directory)
-        return bury(self._ops, self._root_fd, session_id, sync=self._sync) and found
+        buried = bury(self._ops, self._root_fd, session_id, sync=self._sync)
+        # After the rename (the commit point): a crash before this is finished on open.
+        self._feed.blank(streams)
+        return buried and found
 
     async def _sessions(
         self,
@@ -1128,6 +1356,130 @@ class FileEventStore(EventStore):
         write = not self.read_only
         found = [session_info(self._ops, self.root, name, write=write) for name in names]
         return [info for info in found if info is not None]
+
+    # -- the global feed -------------------------------------------------------
+
+    async def _read_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> list[EventRecord]:
+        # In steps of _FEED_STEP entries, so appends get the I/O thread in between.
+        out: list[EventRecord] = []
+        cursor = after
+        while True:
+            want = None if limit is None else limit - len(out)
+            scan = await self._io.call(self._scan_feed, cursor, want, kinds, session_ids)
+            out.extend(scan.records)
+            if (limit is not None and len(out) >= limit) or scan.stalled:
+                break
+            if not scan.more or scan.covered <= cursor:
+                break
+            cursor = scan.covered
+        if self.read_only and out:
+            self._seen = max(self._seen or 0, out[-1].position)
+        return out
+
+    def _scan_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> Scan:
+        """One step of :meth:`_read_feed`, on the I/O thread."""
+        feed = self._feed
+        assert feed is not None
+        if not feed.open():
+            return Scan([], after, False, False)
+        count = feed.count()
+        first = feed.find(after, count)
+        return feed.scan(self._io, after, first, count, limit, kinds, session_ids, cap=_FEED_STEP)
+
+    async def _feed_head(self) -> int:
+        if not self.read_only:
+            feed = self._feed
+            if feed is None or not feed.streams.blank:
+                return self._visible
+            # Deleted sessions left entries that name no stream: the head is the last live one.
+            live: int = await self._io.call(self._live_head)
+            return live
+        head: int = await self._io.call(self._reader_head)
+        self._seen = max(self._seen or 0, head)
+        return head
+
+    def _live_head(self) -> int:
+        feed = self._feed
+        assert feed is not None
+        if not feed.open():
+            return 0
+        return feed.last_live(feed.count())
+
+    def _reader_head(self) -> int:
+        feed = self._feed
+        assert feed is not None
+        if not feed.open():
+            return 0
+        return feed.last_visible(self._io)
+
+    def _listening(self, on: bool) -> None:
+        """A read-only store follows the writer's feed while anyone listens."""
+        if not self.read_only:
+            return
+        self._follow_wanted = on
+        if not on:
+            self._stop_following()
+        elif self._opened and not self._closed:
+            self._start_following()
+
+    def _start_following(self) -> None:
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._follow_feed(self._seen))
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+
+    async def _follow_feed(self, cursor: int | None) -> None:
+        """Tell the listeners what the writer process commits, in position order.
+
+        Starts after ``cursor`` (the feed head this store last reported, else
+        the head now). Woken by :class:`~._follow.Watcher`; when the index is
+        ahead of the logs (the writer is between the two in a round) it looks
+        again after a millisecond or a few.
+        """
+        if cursor is None:
+            cursor = await self._feed_head()
+        watcher = Watcher(f"{self.root}/{INDEX_FILE}", use_inotify=self._inotify)
+        delay = 0.0
+        try:
+            while True:
+                scan = await self._io.call(self._scan_feed, cursor, None, None, None)
+                progressed = scan.covered > cursor
+                cursor = max(cursor, scan.covered)
+                self._seen = max(self._seen or 0, cursor)
+                if scan.records:
+                    try:
+                        self._committed(scan.records)
+                    except Exception as exc:
+                        asyncio.get_running_loop().call_exception_handler(
+                            {"message": "a store listener failed", "exception": exc}
+                        )
+                if scan.more and progressed:
+                    continue
+                if scan.stalled:
+                    delay = 0.001 if progressed else min(0.02, max(0.001, delay * 2))
+                    await watcher.wait(delay)
+                else:
+                    delay = 0.0
+                    await watcher.wait(None)
+        except StoreClosed:
+            return
+        finally:
+            watcher.close()
 
     async def follow(
         self,

@@ -131,16 +131,18 @@ class _Handle:
 
 
 class _Item:
-    __slots__ = ("done", "future", "loop")
+    __slots__ = ("done", "future", "loop", "order")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, done: Done | None) -> None:
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.done = done
+        #: Place in the queue: results are delivered in this order.
+        self.order = 0
 
 
 class _Write(_Item):
-    __slots__ = ("data", "directory", "name", "offset")
+    __slots__ = ("data", "directory", "feed", "name", "offset")
 
     def __init__(
         self,
@@ -150,21 +152,28 @@ class _Write(_Item):
         name: str,
         offset: int,
         data: bytes,
+        feed: Any,
     ) -> None:
         super().__init__(loop, done)
         self.directory = directory
         self.name = name
         self.offset = offset
         self.data = data
+        #: The write's part of the feed index (a ``_feed.FeedPart``), if any.
+        self.feed = feed
 
 
 class _Call(_Item):
     __slots__ = ("args", "fn")
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Done | None = None,
     ) -> None:
-        super().__init__(loop, None)
+        super().__init__(loop, done)
         self.fn = fn
         self.args = args
 
@@ -217,6 +226,10 @@ class Writer:
         self._handles: OrderedDict[str, _Handle] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="eventstore-file-io", daemon=True)
         self._stopped = False
+        #: The feed index (a ``_feed.FeedFile``) each round's entries go to, once open.
+        self.feed: Any = None
+        #: Runs on the loop after a round's ``done`` callbacks, before its futures resolve.
+        self.on_round: Callable[[], None] | None = None
         #: Counters for tests and ``statistics``: rounds, writes, file syncs.
         self.rounds = 0
         self.writes = 0
@@ -228,15 +241,17 @@ class Writer:
         self._thread.start()
 
     def write(
-        self, directory: str, name: str, offset: int, data: bytes, done: Done
+        self, directory: str, name: str, offset: int, data: bytes, done: Done, feed: Any = None
     ) -> asyncio.Future[None]:
         """Queue ``data`` for ``directory/name`` at ``offset`` (which must be its good size).
 
         ``done`` runs on the loop with the outcome even if the caller was
         cancelled, so the caller's state never disagrees with the file.
+        ``feed`` (a ``_feed.FeedPart``) goes to the feed index in the same
+        round, before the data, and leaves it again if the write fails.
         """
         self._check_running()
-        item = _Write(asyncio.get_running_loop(), done, directory, name, offset, data)
+        item = _Write(asyncio.get_running_loop(), done, directory, name, offset, data, feed)
         self._queue.put(item)
         return item.future
 
@@ -251,6 +266,13 @@ class Writer:
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         item = _Call(asyncio.get_running_loop(), fn, args)
+        self._queue.put(item)
+        return item.future
+
+    def call_done(self, done: Done, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """:meth:`call`, with ``done(error)`` run on the loop before the future resolves."""
+        self._check_running()
+        item = _Call(asyncio.get_running_loop(), fn, args, done)
         self._queue.put(item)
         return item.future
 
@@ -374,6 +396,8 @@ class Writer:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        for order, item in enumerate(items):
+            item.order = order
         stops = [item for item in items if isinstance(item, _Stop)]
         self._round([item for item in items if not isinstance(item, _Stop)])
         if stops:
@@ -410,15 +434,16 @@ class Writer:
 
     def _post(self, results: list[_Result]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
-        for result in results:
+        # In queue order, which is the order of the positions the writes carry.
+        for result in sorted(results, key=lambda result: result[0].order):
             by_loop.setdefault(result[0].loop, []).append(result)
         for loop, batch in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, batch)
+                loop.call_soon_threadsafe(_deliver, batch, self.on_round)
 
     def _commit(self, writes: dict[tuple[str, str], list[_Write]], results: list[_Result]) -> None:
-        staged: list[tuple[_Handle, str, list[_Write], int]] = []
+        planned: list[tuple[_Handle, str, list[_Write], bytes, int]] = []
         for (directory, name), items in writes.items():
             path = f"{directory}/{name}"
             try:
@@ -443,26 +468,52 @@ class Writer:
                 chunks.append(item.data)
                 end += len(item.data)
                 accepted.append(item)
-            if not accepted:
-                continue
+            if accepted:
+                planned.append((handle, path, accepted, b"".join(chunks), end))
+        # The feed index first: after a kill every line on disk has its entry.
+        feed = self.feed
+        region = None
+        if feed is not None:
+            parts = sorted(
+                (item for entry in planned for item in entry[2] if item.feed is not None),
+                key=lambda item: item.order,
+            )
             try:
-                self._pwrite_all(handle, b"".join(chunks))
+                region = feed.append(item.feed for item in parts)
+            except OSError as exc:
+                error = storage_error(exc, "write the feed index")
+                for _, _, accepted, _, _ in planned:
+                    results.extend((item, None, error) for item in accepted)
+                return
+        staged: list[tuple[_Handle, str, list[_Write], int]] = []
+        for handle, path, accepted, data, end in planned:
+            try:
+                self._pwrite_all(handle, data)
             except OSError as exc:
                 self._rollback(handle, accepted, results, storage_error(exc, f"write {path}"))
                 continue
             staged.append((handle, path, accepted, end))
         if self._sync and staged:
-            staged = self._sync_round(staged, results)
+            staged = self._sync_round(staged, results, region is not None)
+        if region is not None:
+            kept = [item for _, _, accepted, _ in staged for item in accepted]
+            if len(kept) < sum(len(entry[2]) for entry in planned):
+                # Some writes failed: their entries leave the index again.
+                kept.sort(key=lambda item: item.order)
+                feed.keep(region, [item.feed for item in kept if item.feed is not None], self._sync)
         for handle, _, accepted, end in staged:
             handle.size = end
             self.writes += len(accepted)
             results.extend((item, None, None) for item in accepted)
 
     def _sync_round(
-        self, staged: list[tuple[_Handle, str, list[_Write], int]], results: list[_Result]
+        self,
+        staged: list[tuple[_Handle, str, list[_Write], int]],
+        results: list[_Result],
+        feed: bool = False,
     ) -> list[tuple[_Handle, str, list[_Write], int]]:
         ops = self.ops
-        if len(staged) >= self._syncfs_threshold and self._sync_fd is not None:
+        if len(staged) + feed >= self._syncfs_threshold and self._sync_fd is not None:
             try:
                 self.syncs += 1
                 ops.syncfs(self._sync_fd)
@@ -473,7 +524,18 @@ class Writer:
                 return []
             for handle, *_ in staged:
                 handle.new = False
+            if feed:
+                self.feed.streams_dirty = False
             return staged
+        if feed:
+            try:
+                self.syncs += 1
+                self.feed.sync()
+            except OSError as exc:
+                error = storage_error(exc, "fsync the feed index")
+                for handle, _, accepted, _ in staged:
+                    self._rollback(handle, accepted, results, error)
+                return []
         kept = []
         for entry in staged:
             handle, path, accepted, _ = entry
@@ -530,15 +592,20 @@ class Writer:
         handle.dirty = False
 
     def _close_all(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
         while self._handles:
             _, handle = self._handles.popitem()
             self.ops.close(handle.fd)
 
 
-def _deliver(batch: list[_Result]) -> None:
-    for item, value, error in batch:
+def _deliver(batch: list[_Result], on_round: Callable[[], None] | None) -> None:
+    for item, _, error in batch:
         if item.done is not None:
             item.done(error)
+    if on_round is not None:
+        on_round()
+    for item, value, error in batch:
         future = item.future
         if future.done():
             continue

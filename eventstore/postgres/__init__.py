@@ -1,8 +1,9 @@
 """The PostgreSQL backend (the ``postgres`` extra): many writers, one contract.
 
 ``PostgresEventStore`` is the store. Private modules: ``_schema`` (DDL,
-migrations and every SQL statement), ``_pool`` (the connection pool),
-``_listen`` (LISTEN/NOTIFY wake-ups across processes).
+migrations and every SQL statement), ``_rows`` (rows to records, by column
+name), ``_pool`` (the connection pool), ``_listen`` (committed ranges from
+other processes, through LISTEN/NOTIFY).
 """
 
 from ._store import PostgresEventStore as PostgresEventStore

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from .._errors import StorageError
+
 __all__ = ("CLOSE_GRACE", "ConnectionPool")
 
 #: Seconds :meth:`ConnectionPool.close` waits for operations in flight.
@@ -23,17 +25,33 @@ CLOSE_GRACE = 10.0
 
 
 class ConnectionPool:
-    """At most ``max_size`` connections made by ``connect``; ``min_size`` opened up front."""
+    """At most ``max_size`` connections made by ``connect``; ``min_size`` opened up front.
+
+    :param acquire_timeout: seconds an operation waits for a free connection
+        before :meth:`acquire` raises :class:`~eventstore.StorageError`; ``None``
+        waits for ever.
+    :raises ValueError: for sizes outside ``0 <= min_size <= max_size``,
+        ``max_size >= 1``, or a timeout that is not positive.
+    """
 
     def __init__(
-        self, connect: Callable[[], Awaitable[Any]], *, min_size: int, max_size: int
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        *,
+        min_size: int,
+        max_size: int,
+        acquire_timeout: float | None = None,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(
                 f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
             )
+        if acquire_timeout is not None and not acquire_timeout > 0:
+            raise ValueError(f"acquire_timeout must be positive or None, got {acquire_timeout}")
         self._connect = connect
         self._min_size = min_size
+        self._max_size = max_size
+        self._acquire_timeout = acquire_timeout
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[Any] = []
         self._busy: set[Any] = set()
@@ -58,17 +76,29 @@ class ConnectionPool:
                 raise result
 
     def acquire(self) -> _Lease:
-        """``async with pool.acquire() as conn``: a connection for one operation."""
+        """``async with pool.acquire() as conn``: a connection for one operation.
+
+        :raises StorageError: (on entering) if no connection came free within
+            the acquire timeout.
+        :raises asyncpg.InterfaceError: (likewise) once the pool is closed.
+        :raises OSError, asyncpg.PostgresError: (likewise) if a new connection fails.
+        """
         return _Lease(self)
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        """Run one query on a pooled connection; its rows."""
+        """Run one query on a pooled connection; its rows.
+
+        :raises: as :meth:`acquire`, and whatever the query raises.
+        """
         async with self.acquire() as conn:
             rows: list[Any] = await conn.fetch(sql, *args)
             return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        """Run one query on a pooled connection; its first row or None."""
+        """Run one query on a pooled connection; its first row or None.
+
+        :raises: as :meth:`acquire`, and whatever the query raises.
+        """
         async with self.acquire() as conn:
             return await conn.fetchrow(sql, *args)
 
@@ -90,7 +120,14 @@ class ConnectionPool:
     async def _take(self) -> Any:
         if self._closed:
             raise asyncpg.InterfaceError("the connection pool is closed")
-        await self._slots.acquire()
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise StorageError(
+                f"no connection came free within {self._acquire_timeout}s "
+                f"(all {self._max_size} busy): raise max_size or acquire_timeout"
+            ) from None
         try:
             while self._idle:
                 conn = self._idle.pop()

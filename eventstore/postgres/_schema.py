@@ -11,12 +11,29 @@ from typing import Any
 
 from .._errors import StorageError
 
-__all__ = ("SCHEMA_VERSION", "Statements", "check_schema_name", "migrate")
+__all__ = (
+    "MAX_PER_TRANSACTION",
+    "SCHEMA_VERSION",
+    "Statements",
+    "check_schema_name",
+    "migrate",
+)
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
 #: The newest layout this code writes; recorded in ``<schema>.schema_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: Records one transaction may insert: a position is ``xid * MAX_PER_TRANSACTION
+#: + ordinal``, so the ordinal must stay below it.
+MAX_PER_TRANSACTION = 1 << 20
+
+# The writing transaction's id, scaled: the first position it may use. xid8 has
+# no cast to bigint; the multiplication (unlike a shift) raises on overflow.
+_XID_BASE = f"pg_current_xact_id()::text::bigint * {MAX_PER_TRANSACTION}"
+# Every transaction below the snapshot's xmin has ended, and every later one
+# gets a larger xid, so positions below this bound never gain a row again.
+_HORIZON = f"pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {MAX_PER_TRANSACTION}"
 
 # Index i holds the DDL that takes the schema from version i to i + 1. A migration
 # is only ever appended, never edited, so every database walks the same path.
@@ -75,6 +92,23 @@ _MIGRATIONS: tuple[str, ...] = (
                                         WHERE e.session_id = b.session_id))
     FROM {s}.branches b GROUP BY b.session_id;
     """,
+    # 3: the global feed. Writers set the position from their xid (see
+    # Statements); the rows already stored keep the identity values they have,
+    # which lie below every xid-based position unless a past transaction wrote
+    # over a million rows on average (refused rather than renumbered silently).
+    # Not UNIQUE: a distributed (Citus) table cannot enforce it without the
+    # session, and xid-based positions are unique by construction. Processes
+    # still running version-2 code would number rows from the identity: stop
+    # them before the upgrade (they refuse to open a version-3 schema).
+    f"""
+    ALTER TABLE {{s}}.events ALTER COLUMN position DROP IDENTITY;
+    DO $$ BEGIN
+        IF (SELECT coalesce(max(position), 0) FROM {{s}}.events) >= {_XID_BASE} THEN
+            RAISE EXCEPTION 'stored positions collide with transaction ids';
+        END IF;
+    END $$;
+    CREATE INDEX events_position ON {{s}}.events (position);
+    """,
 )
 
 
@@ -115,10 +149,15 @@ async def migrate(conn: Any, schema: str) -> None:
 
 
 class Statements:
-    """The SQL of one store, rendered for its schema and notification channel."""
+    """The SQL of one store, rendered for its schema and notification channel.
+
+    Rows are read by column name; each statement names the columns it returns.
+    """
 
     __slots__ = (
+        "append_at_head",
         "append_new",
+        "append_new_at_head",
         "append_next",
         "branch",
         "branch_for_share",
@@ -132,22 +171,47 @@ class Statements:
         "delete_branch",
         "delete_session",
         "ensure_main",
+        "feed",
+        "feed_head",
         "forks_of",
         "head",
+        "horizon",
+        "lock_branch",
         "lock_session",
         "lock_session_branches",
         "lock_session_graph",
         "mark_merged",
         "own_events",
+        "range",
         "read",
-        "recent_heads",
         "session_ids",
         "sessions",
+        "span",
         "touch_session",
+        "xmin",
     )
 
     def __init__(self, schema: str, channel: str) -> None:
         s = f'"{schema}"'
+        # Lock order. Every transaction that changes a session takes its locks in
+        # this order, never the other way round, so none of them can deadlock:
+        #   1. lock_session_graph (fork, merge, close, delete_branch, delete_session);
+        #   2. lock_branch of the branch it inserts records into (append,
+        #      append_next, a merge's target), before its first write;
+        #   3. branch rows, in branch id order (merges, delete_session);
+        #   4. the session's row, upserted last by every write.
+        # Appends skip 1 and take 2, 3, 4 in one statement; delete_session and
+        # delete_branch take no 2 (they insert nothing, so order no positions).
+        # The two advisory locks cannot collide: one is keyed by two int4, the
+        # other by one bigint, which PostgreSQL keeps apart.
+
+        # Appends to one branch queue on this lock BEFORE their first write, which
+        # is what gives the transaction its xid: a later sequence of a branch
+        # therefore always has a larger xid, so a larger position. The row lock
+        # alone would not do: an UPDATE takes its xid before waiting for the row.
+        # A hash collision only makes two branches wait for each other.
+        self.lock_branch = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+        lock = f"l AS ({self.lock_branch})"
         # The session's row is upserted after its branch rows, in every write: the
         # lock order that lets delete_session wait for writes instead of deadlocking.
         upsert_session = f"""
@@ -155,48 +219,80 @@ class Statements:
             SELECT $1, now(), greatest(now(), {{moment}}) FROM {{source}}
             ON CONFLICT (session_id) DO UPDATE
                 SET last_activity = greatest(ss.last_activity, {{moment}})"""
+
         # $3 first sequence, $4..$8 one array per column, $9 the notification
-        # payload. data and metadata travel as text and are cast to json, which
-        # validates without un-escaping (json_to_recordset would reject "\u0000").
-        # The events insert reads from the branch row the first CTE advanced, so
-        # the head check and the insert are one atomic statement: a stale head
-        # advances no row and inserts nothing; the primary key backs it up.
+        # payload's start (instance, session, branch), completed here with the
+        # sequences and the first position, known only here. data and metadata
+        # travel as text and are cast to json, which validates without
+        # un-escaping (json_to_recordset would reject "\u0000"). The events
+        # insert reads from the branch row the first CTE advanced, so the head
+        # check and the insert are one atomic statement: a stale head advances
+        # no row and inserts nothing; the primary key backs it up; the session's
+        # row is upserted from that same branch row. Positions: the xid-based
+        # base plus the ordinal; one insert per transaction.
         newest = "(SELECT max(r) FROM unnest($8::timestamptz[]) r)"
-        insert_tail = f"""
+
+        def insert_tail(first: str) -> str:
+            return f"""
+        , p AS (SELECT {_XID_BASE} AS base, {first} AS first FROM b)
         , e AS (
-            INSERT INTO {s}.events
-                (session_id, branch_id, sequence, event_id, kind, data, metadata, recorded_at)
-            SELECT $1, $2, $3::bigint - 1 + u.n, u.event_id, u.kind, u.data::json,
-                   u.metadata::json, u.recorded_at
-            FROM b, unnest($4::text[], $5::text[], $6::text[], $7::text[],
+            INSERT INTO {s}.events (session_id, branch_id, sequence, event_id, kind, data,
+                                    metadata, recorded_at, position)
+            SELECT $1, $2, p.first - 1 + u.n, u.event_id, u.kind, u.data::json,
+                   u.metadata::json, u.recorded_at, p.base - 1 + u.n
+            FROM p, unnest($4::text[], $5::text[], $6::text[], $7::text[],
                            $8::timestamptz[])
                     WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
         ), t AS ({upsert_session.format(moment=newest, source="b")}
         )
-        SELECT b.head, pg_notify('{channel}', $9::text) FROM b
+        SELECT p.base, p.first, pg_notify('{channel}', concat_ws(',', $9::text, p.first,
+            p.first - 1 + cardinality($4::text[]), p.base) || ']') FROM p
         """
+
+        count = "cardinality($4::text[])"
         # "- 1" first: $3 + n would overflow for a batch ending at the largest bigint.
-        new_head = "$3::bigint - 1 + cardinality($4::text[])"
+        new_head = f"$3::bigint - 1 + {count}"
+        # (SELECT true FROM l) is a one-time filter: the lock is held before the
+        # scan reaches the row.
         self.append_next = f"""
-        WITH b AS (
+        WITH {lock}, b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()
             WHERE session_id = $1 AND branch_id = $2
-              AND head = $3::bigint - 1 AND NOT closed
+              AND head = $3::bigint - 1 AND NOT closed AND (SELECT true FROM l)
             RETURNING head
-        ){insert_tail}"""
+        ){insert_tail("$3::bigint")}"""
         # Sequence 1 of main may create it (no other branch comes into being by an
         # append); ON CONFLICT makes create-or-advance one atomic step, re-checked
         # against the row's newest version.
         self.append_new = f"""
-        WITH b AS (
+        WITH {lock}, b AS (
             INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
                 fork_sequence, head, created_at, updated_at)
-            VALUES ($1, $2, NULL, 0, {new_head}, now(), now())
+            SELECT $1, $2, NULL, 0, {new_head}, now(), now() FROM l
             ON CONFLICT (session_id, branch_id) DO UPDATE
                 SET head = EXCLUDED.head, updated_at = now()
                 WHERE br.head = $3::bigint - 1 AND NOT br.closed
             RETURNING head
-        ){insert_tail}"""
+        ){insert_tail("$3::bigint")}"""
+        # append_next numbered at acceptance: head + 1.. of the row as locked ($3
+        # unused but typed, so every append statement takes the same arguments).
+        # An existing open branch only: this one; main may be created by the next.
+        self.append_at_head = f"""
+        WITH {lock}, b AS (
+            UPDATE {s}.branches SET head = head + {count} + 0 * $3::bigint, updated_at = now()
+            WHERE session_id = $1 AND branch_id = $2 AND NOT closed AND (SELECT true FROM l)
+            RETURNING head
+        ){insert_tail(f"b.head - {count} + 1")}"""
+        self.append_new_at_head = f"""
+        WITH {lock}, b AS (
+            INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
+                fork_sequence, head, created_at, updated_at)
+            SELECT $1, $2, NULL, 0, {count} + 0 * $3::bigint, now(), now() FROM l
+            ON CONFLICT (session_id, branch_id) DO UPDATE
+                SET head = br.head + {count}, updated_at = now()
+                WHERE NOT br.closed
+            RETURNING head
+        ){insert_tail(f"b.head - {count} + 1")}"""
         cols = "branch_id, parent_branch, fork_sequence, head, created_at, merged_into, closed"
         self.head = f"SELECT head FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
         self.branch = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
@@ -260,7 +356,7 @@ class Statements:
         WITH e AS (DELETE FROM {s}.events WHERE session_id = $1),
              b AS (DELETE FROM {s}.branches WHERE session_id = $1 RETURNING 1),
              ss AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING 1)
-        SELECT (SELECT count(*) FROM b) + (SELECT count(*) FROM ss)"""
+        SELECT (SELECT count(*) FROM b) + (SELECT count(*) FROM ss) AS deleted"""
         self.session_ids = f"SELECT session_id FROM {s}.sessions ORDER BY session_id"
         # With an activity bound the best plan depends on how many sessions match
         # (few: the last_activity index, then sort; many: the key order, stopping
@@ -284,10 +380,7 @@ class Statements:
         ) c
         ORDER BY p.session_id
         """
-        self.recent_heads = (
-            f"SELECT session_id, branch_id, head FROM {s}.branches WHERE updated_at >= $1"
-        )
-        event_cols = "branch_id, sequence, event_id, kind, data, metadata, recorded_at"
+        event_cols = "branch_id, sequence, event_id, kind, data, metadata, recorded_at, position"
         # Served by the UNIQUE (session_id, event_id) index.
         self.by_event_ids = (
             f"SELECT {event_cols} FROM {s}.events"
@@ -296,6 +389,11 @@ class Statements:
         self.own_events = (
             f"SELECT {event_cols} FROM {s}.events"
             " WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence"
+        )
+        # One committed range of a notification: a primary-key range scan.
+        self.range = (
+            f"SELECT {event_cols} FROM {s}.events WHERE session_id = $1 AND branch_id = $2"
+            " AND sequence >= $3 AND sequence <= $4 ORDER BY sequence"
         )
         # The logical history in one round trip: walk up the ancestors (pruning
         # those wholly below the range), then one ordered index range scan per
@@ -321,3 +419,37 @@ class Statements:
             ORDER BY x.sequence LIMIT $5::bigint
         ) e
         """
+        # The feed: one range scan of events_position from ``after`` to the
+        # horizon of one snapshot, filters applied on the way. Each answer also
+        # carries that snapshot's xmin and xmax (one row of NULL columns when
+        # no record qualifies), so the caller knows whether transactions that
+        # began before it asked were still open. Rows at or above the horizon
+        # may still gain lower neighbours.
+        feed_cols = f"session_id, {event_cols}"
+        self.horizon = f"SELECT {_HORIZON} AS horizon"
+        snapshot = """
+        WITH h AS MATERIALIZED (
+            SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+                   pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
+        )
+        SELECT h.xmin, h.xmax"""
+        self.feed = f"""{snapshot}, e.* FROM h LEFT JOIN LATERAL (
+            SELECT {feed_cols} FROM {s}.events
+            WHERE position > $1::bigint AND position < h.xmin * {MAX_PER_TRANSACTION}
+              AND ($3::text[] IS NULL OR kind = ANY($3::text[]))
+              AND ($4::text[] IS NULL OR session_id = ANY($4::text[]))
+            ORDER BY position LIMIT $2::bigint
+        ) e ON true
+        """
+        self.feed_head = f"""{snapshot}, (
+            SELECT coalesce(max(position), 0) FROM {s}.events
+            WHERE position < h.xmin * {MAX_PER_TRANSACTION}
+        ) AS head FROM h
+        """
+        self.xmin = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        # Every committed row in a position span, horizon or not: what a
+        # listener re-reads after its queue overflowed or its connection dropped.
+        self.span = (
+            f"SELECT {feed_cols} FROM {s}.events WHERE position >= $1::bigint"
+            " AND position <= $2::bigint ORDER BY position LIMIT $3::bigint"
+        )

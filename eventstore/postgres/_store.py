@@ -40,8 +40,9 @@ stored records (looked up only once an insert was refused).
 Lifecycle. Only ``main`` comes into being by an append (an unknown branch is
 :class:`~eventstore.BranchNotFound`); a closed branch refuses appends in the
 same atomic statement. Forks, merges, closes and deletes of one session take a
-transaction-scoped advisory lock on it, then branch rows (in id order), then
-the session's row; appends take their branch row, then the session's row. So
+transaction-scoped advisory lock on it; appends and merges then take their
+target branch's advisory lock (see the feed, below); then every write takes
+branch rows (in id order), then the session's row, in this order only. So
 :meth:`~PostgresEventStore.delete_session`, one transaction deleting the
 session's rows from every table, waits for the writes in progress (a pending
 merge included) and never deadlocks with them; a write that comes after finds
@@ -50,14 +51,37 @@ gone at commit; their bytes stay in the table files as dead tuples until
 ``VACUUM`` reclaims the space (``VACUUM FULL`` rewrites the files), and in the
 WAL and any backup until those rotate.
 
-Live events cross processes with ``LISTEN/NOTIFY``: each append's transaction
-notifies ``<schema>.events`` with the written position range (never the
-payload), delivered on commit; :meth:`PostgresEventStore.watch` yields the
-positions other store instances wrote.
+The global feed: each row's ``position`` is its transaction's id
+(``pg_current_xact_id()``) times 2**20 plus its ordinal in the transaction,
+known inside the insert, so an append returns it; one insert per transaction,
+at most 2**20 rows. :meth:`~PostgresEventStore.read_feed` returns only rows
+below the horizon, ``pg_snapshot_xmin(pg_current_snapshot())`` scaled alike:
+every transaction below it has ended and every later one gets a larger id, so
+no row ever appears below a position already returned (the no-skip
+guarantee), while writers stay concurrent. Appends to one branch take a
+transaction-scoped advisory lock before their first write, so a branch's
+later sequences always get larger positions. A deleted session's records
+leave the feed with it. Positions follow transaction start, not commit: a
+reader sees a record once every older transaction has ended. The caveat: one
+long transaction anywhere on the server (any database: xids are
+cluster-wide), holding an xid, holds the feed back until it ends;
+``idle_in_transaction_session_timeout`` bounds the damage. A feed read (and
+``feed_head``) waits, up to :data:`CATCH_UP_SECONDS`, for the transactions open
+when it was called to end, so it returns every record committed before the
+call: a process reads its own writes, and a reader woken by a listener finds
+the records it was told about. The feed's positions are one server's xids: on
+Citus every node has its own, so the feed needs a single server.
+
+Live events cross processes with ``LISTEN/NOTIFY``: each commit notifies
+``<schema>.events`` with its committed range (session, branch, first..last
+sequence, first position; never the payload), delivered on commit; a store
+with listeners (:meth:`~eventstore.EventStore.add_listener`) reads each other
+instance's range with one query and passes the records on; its own commits
+it passes on directly, before the writing call returns.
 
 Scaling out with Citus: every table's key starts with ``session_id`` and every
 query filters on it (only :meth:`~PostgresEventStore.list_sessions`,
-:meth:`~PostgresEventStore.sessions` and the listener's reconnect scan span
+:meth:`~PostgresEventStore.sessions`, the feed and the listener's re-reads span
 sessions), so the tables distribute by session and stay co-located, making
 each write a single-shard transaction::
 
@@ -70,11 +94,14 @@ each write a single-shard transaction::
 
 from __future__ import annotations
 
-import operator
+import asyncio
+import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -95,37 +122,27 @@ from .._lineage import check_merge, merged_records
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._ulid import new_ulid
 from .._validate import MAX_SEQUENCE
-from ._listen import Listener, Watch, encode_notice
+from ._listen import Listener, notice_prefix
 from ._pool import ConnectionPool
-from ._schema import Statements, check_schema_name, migrate
+from ._rows import info, record, records, session_info
+from ._schema import MAX_PER_TRANSACTION, Statements, check_schema_name, migrate
 
-__all__ = ("PostgresEventStore",)
+__all__ = ("CATCH_UP_SECONDS", "PostgresEventStore")
+
+logger = logging.getLogger("eventstore.postgres")
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.decode
+_replace = msgspec.structs.replace
 #: Stands in for "no upper bound" in range queries.
 _NO_END = MAX_SEQUENCE
 #: Attempts before an append that keeps losing races to branch creation gives up.
 _APPEND_ATTEMPTS = 8
 #: What a prefix of some session id can look like (see ``_ids``).
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._-]*")
+#: Longest wait of a feed read for the horizon to pass what this store delivered.
+CATCH_UP_SECONDS = 2.0
 
-
-_by_sequence = operator.itemgetter(1)
-
-
-def _record(session_id: str, row: Any) -> EventRecord:
-    return EventRecord(
-        session_id, row[0], row[1], row[3], _decode(row[4]), _decode(row[5]), row[2], row[6]
-    )
-
-
-def _info(session_id: str, row: Any) -> BranchInfo:
-    return BranchInfo(session_id, row[0], row[1], row[2], row[3], row[4], row[5], row[6])
-
-
-def _session_info(row: Any) -> SessionInfo:
-    return SessionInfo(row[0], row[1], row[2], row[3], row[4])
+_by_sequence = attrgetter("sequence")
 
 
 class PostgresEventStore(EventStore):
@@ -135,11 +152,16 @@ class PostgresEventStore(EventStore):
     :param schema: the schema holding the tables; created if missing.
     :param min_size: connections the pool keeps open.
     :param max_size: most connections the pool opens.
+    :param acquire_timeout: seconds an operation waits for a free pooled
+        connection before raising :class:`~eventstore.StorageError`; ``None``
+        waits for ever.
     :param connect_kwargs: passed on to :func:`asyncpg.connect` (``ssl``, ``timeout``...).
     :raises ValueError: for a schema name that is not a plain lower-case identifier,
-        or pool sizes outside ``0 <= min_size <= max_size``, ``max_size >= 1``.
+        pool sizes outside ``0 <= min_size <= max_size``, ``max_size >= 1``, or an
+        ``acquire_timeout`` that is not positive.
     """
 
+    #: Other processes write to the same tables (their commits reach listeners).
     shared_writers = True
 
     def __init__(
@@ -149,6 +171,7 @@ class PostgresEventStore(EventStore):
         schema: str = "eventjournal",
         min_size: int = 1,
         max_size: int = 10,
+        acquire_timeout: float | None = 30.0,
         **connect_kwargs: Any,
     ) -> None:
         self._dsn = dsn
@@ -157,8 +180,15 @@ class PostgresEventStore(EventStore):
         self._instance_id = new_ulid()
         channel = f"{schema}.events"
         self._sql = Statements(schema, channel)
-        self._pool = ConnectionPool(self._connect, min_size=min_size, max_size=max_size)
-        self._listener = Listener(self._connect, channel, self._instance_id, self._sql.recent_heads)
+        self._pool = ConnectionPool(
+            self._connect, min_size=min_size, max_size=max_size, acquire_timeout=acquire_timeout
+        )
+        self._listener = Listener(
+            self._connect, self._ready, self._deliver, self._sql, channel, self._instance_id
+        )
+        self._want_listen = False
+        #: The xid of a transaction found holding the feed back for too long.
+        self._stuck_at = -1
 
     @property
     def schema(self) -> str:
@@ -167,6 +197,22 @@ class PostgresEventStore(EventStore):
 
     def __repr__(self) -> str:
         return f"<PostgresEventStore schema={self._schema!r} {super().__repr__()[1:-1]}>"
+
+    async def listening(self) -> None:
+        """Return once other processes' commits reach this store's listeners.
+
+        Listening starts with the first :meth:`~eventstore.EventStore.add_listener`
+        (once the store is open) and stops when the last is removed; commits
+        before it began are not delivered (read them with :meth:`read` or
+        :meth:`read_feed`). With no listener this returns at once. A lost
+        connection is re-made (and what was missed re-read) in the background.
+
+        :raises StorageError: if listening ended before it began.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        await self._ready()
+        if self._want_listen:
+            await self._listener.listening()
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -203,26 +249,25 @@ class PostgresEventStore(EventStore):
             except BaseException:
                 await self._pool.close()
                 raise
+        if self._want_listen:
+            self._listener.start()
 
     async def _close(self) -> None:
-        await self._listener.close()
+        await self._listener.stop()
         await self._pool.close()
 
-    def watch(self) -> Watch:
-        """Positions other store instances (any process, any machine) commit.
+    def _listening(self, on: bool) -> None:
+        # Listening starts only once open (and so on a running loop): a
+        # listener added to an unopened store must not open it behind its back.
+        self._want_listen = on
+        if not on:
+            self._listener.halt()
+        elif self._opened and not self._closed:
+            self._listener.start()
 
-        ``async with store.watch() as positions:`` returns once the store listens;
-        every position committed after that is yielded, in commit order per
-        branch, one per event. A position is a wake-up: read the record with
-        :meth:`read`. After a lost listening connection the store reconnects and
-        announces the heads of the branches written meanwhile. Iteration ends when
-        the store closes.
-
-        :raises StorageError: (on entering or first iteration) if the listening
-            connection cannot be made.
-        :raises StoreClosed: (likewise) after :meth:`close`.
-        """
-        return self._listener.watch(self._ready)
+    def _deliver(self, stored: Sequence[EventRecord]) -> None:
+        if stored:
+            self._committed(stored)
 
     # -- writes ----------------------------------------------------------------
 
@@ -230,27 +275,50 @@ class PostgresEventStore(EventStore):
         with self._errors():
             async with self._pool.acquire() as conn:
                 for _ in range(_APPEND_ATTEMPTS):
-                    if await self._insert(conn, events):
-                        return events
+                    written = await self._insert(conn, events)
+                    if written is not None:
+                        self._deliver(written)
+                        return written
                     stored = await self._settle(conn, events)
                     if stored is not None:
                         return stored
         first = events[0]
         raise StorageError(f"append to {first.session_id}/{first.branch_id} kept losing races")
 
-    async def _insert(self, conn: Any, events: Sequence[EventRecord]) -> bool:
-        """Run the atomic head-check-and-insert; False if it was refused.
+    async def _insert(
+        self, conn: Any, events: Sequence[EventRecord], at_head: bool = False
+    ) -> list[EventRecord] | None:
+        """Run the atomic head-check-and-insert: the written records, or None if refused.
 
-        Refused: the head was not ``first - 1``, or an event id is already stored
-        in the session; :meth:`_settle` tells which.
+        Refused: the head was not ``first - 1``, the branch is closed or (but for
+        ``main``) missing, or an event id is already stored in the session;
+        :meth:`_settle` tells which. ``at_head``: number them from the head
+        instead (refused only for an event id, or a closed or missing branch).
+        The caller delivers them once their transaction committed.
         """
         first = events[0]
-        last = first.sequence + len(events) - 1
-        creates = first.sequence == 1 and first.branch_id == MAIN
-        sql = self._sql.append_new if creates else self._sql.append_next
+        if len(events) > MAX_PER_TRANSACTION:
+            raise InvalidBranchOperation(
+                first.session_id,
+                first.branch_id,
+                f"{len(events)} records in one transaction; PostgreSQL takes at most "
+                f"{MAX_PER_TRANSACTION}",
+            )
+        sql = self._sql
+        # Only main comes into being by an append (its sequence 1, or append_next).
+        if first.branch_id == MAIN:
+            statement = (
+                sql.append_new_at_head
+                if at_head
+                else sql.append_new
+                if first.sequence == 1
+                else sql.append_next
+            )
+        else:
+            statement = sql.append_at_head if at_head else sql.append_next
         try:
             row = await conn.fetchrow(
-                sql,
+                statement,
                 first.session_id,
                 first.branch_id,
                 first.sequence,
@@ -259,15 +327,39 @@ class PostgresEventStore(EventStore):
                 [_encode(e.data).decode() for e in events],
                 [_encode(e.metadata).decode() for e in events],
                 [e.recorded_at for e in events],
-                encode_notice(
-                    self._instance_id, first.session_id, first.branch_id, first.sequence, last
-                ),
+                notice_prefix(self._instance_id, first.session_id, first.branch_id),
             )
         except asyncpg.UniqueViolationError:
             # The primary key caught what the head check should have, or the
             # (session_id, event_id) key a stored id: _settle sorts them out.
-            return False
-        return row is not None
+            return None
+        if row is None:
+            return None
+        base, start = row["base"], row["first"]
+        return [_replace(e, sequence=start + i, position=base + i) for i, e in enumerate(events)]
+
+    async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
+        first = events[0]
+        with self._errors():
+            async with self._pool.acquire() as conn:
+                for _ in range(_APPEND_ATTEMPTS):
+                    written = await self._insert(conn, events, True)
+                    if written is not None:
+                        self._deliver(written)
+                        return written
+                    rows = await conn.fetch(
+                        self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
+                    )
+                    by_id = {row["event_id"]: record(first.session_id, row) for row in rows}
+                    stored = replay(events, [by_id.get(e.event_id) for e in events])
+                    if stored is not None:
+                        return stored
+                    row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
+                    if row is None and first.branch_id != MAIN:
+                        raise BranchNotFound(first.session_id, first.branch_id)
+                    if row is not None and row["closed"]:
+                        raise BranchClosed(first.session_id, first.branch_id, row["merged_into"])
+        raise StorageError(f"append to {first.session_id}/{first.branch_id} kept losing races")
 
     async def _settle(self, conn: Any, events: list[EventRecord]) -> list[EventRecord] | None:
         """After a refused insert: the stored records of a retry, or the typed error.
@@ -280,21 +372,21 @@ class PostgresEventStore(EventStore):
             self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
         )
         if rows:
-            by_id = {row[2]: _record(first.session_id, row) for row in rows}
+            by_id = {row["event_id"]: record(first.session_id, row) for row in rows}
             stored = replay(events, [by_id.get(e.event_id) for e in events])
             if stored is not None:
                 return stored
         row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
         if row is None and first.branch_id != MAIN:
             raise BranchNotFound(first.session_id, first.branch_id)
-        head = 0 if row is None else row[3]
+        head = 0 if row is None else row["head"]
         if first.sequence != head + 1:
             stored = await self._read_on(
                 conn, first.session_id, first.branch_id, first.sequence, events[-1].sequence, None
             )
             return resolve_retry(stored, events, head)
-        if row is not None and row[6]:
-            raise BranchClosed(first.session_id, first.branch_id, row[5])
+        if row is not None and row["closed"]:
+            raise BranchClosed(first.session_id, first.branch_id, row["merged_into"])
         return None
 
     async def _create_branch(
@@ -316,40 +408,45 @@ class PostgresEventStore(EventStore):
                 parent = await conn.fetchrow(sql.branch_for_share, session_id, from_branch)
                 if parent is None:
                     raise BranchNotFound(session_id, from_branch)
-                if parent[6]:
-                    raise BranchClosed(session_id, from_branch, parent[5])
-                at = parent[3] if fork_sequence is None else fork_sequence
-                if at > parent[3]:
+                if parent["closed"]:
+                    raise BranchClosed(session_id, from_branch, parent["merged_into"])
+                head = parent["head"]
+                at = head if fork_sequence is None else fork_sequence
+                if at > head:
                     raise InvalidBranchOperation(
                         session_id,
                         branch_id,
-                        f"fork_sequence {at} is beyond the head {parent[3]} of {from_branch!r}",
+                        f"fork_sequence {at} is beyond the head {head} of {from_branch!r}",
                     )
                 row = await conn.fetchrow(sql.create_branch, session_id, branch_id, from_branch, at)
                 if row is None:
                     raise BranchExists(session_id, branch_id)
                 await conn.execute(sql.touch_session, session_id)
-                return _info(session_id, row)
+                return info(session_id, row)
 
     async def _merge_branch(
         self, session_id: str, source_branch: str, target_branch: str
     ) -> MergeResult:
         sql = self._sql
+        written: list[EventRecord] | None = []
         with self._errors():
             async with self._pool.acquire() as conn, conn.transaction():
+                # The session's graph lock, then the target's branch lock, first of
+                # all, before anything gives this transaction its xid: see lock_branch.
                 await conn.execute(sql.lock_session_graph, session_id)
+                await conn.execute(sql.lock_branch, session_id, target_branch)
                 if MAIN in (source_branch, target_branch):
                     await conn.execute(sql.ensure_main, session_id)
                 names = sorted({source_branch, target_branch})
                 locked = {
-                    row[0]: _info(session_id, row)
+                    row["branch_id"]: info(session_id, row)
                     for row in await conn.fetch(sql.branches_for_update, session_id, names)
                 }
                 for name in (source_branch, target_branch):
                     if name not in locked:
                         raise BranchNotFound(session_id, name)
                 everything = {
-                    row[0]: _info(session_id, row)
+                    row["branch_id"]: info(session_id, row)
                     for row in await conn.fetch(sql.branches, session_id)
                 }
                 check_merge(everything, session_id, source_branch, target_branch)
@@ -358,15 +455,20 @@ class PostgresEventStore(EventStore):
                         raise BranchClosed(session_id, name, locked[name].merged_into)
                 source_rows = await conn.fetch(sql.own_events, session_id, source_branch)
                 target = locked[target_branch]
-                records = merged_records(
-                    (_record(session_id, r) for r in source_rows), target_branch, target.head
+                merged = merged_records(
+                    (record(session_id, r) for r in source_rows), target_branch, target.head
                 )
-                # Both rows are locked, so this insert cannot lose a race.
-                if records and not await self._insert(conn, records):
-                    raise StorageError(f"merge into {session_id}/{target_branch} lost its lock")
+                if merged:
+                    # Both rows are locked, so this insert cannot lose a race.
+                    written = await self._insert(conn, merged)
+                    if written is None:
+                        raise StorageError(f"merge into {session_id}/{target_branch} lost its lock")
                 await conn.execute(sql.mark_merged, session_id, source_branch, target_branch)
                 await conn.execute(sql.touch_session, session_id)
-        return MergeResult(source_branch, target_branch, len(records), target.head + len(records))
+        if written:
+            self._deliver(written)
+        count = len(merged)
+        return MergeResult(source_branch, target_branch, count, target.head + count)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -382,7 +484,7 @@ class PostgresEventStore(EventStore):
                     row = await conn.fetchrow(sql.branch, session_id, branch_id)
         if row is None:
             raise BranchNotFound(session_id, branch_id)
-        return _info(session_id, row)
+        return info(session_id, row)
 
     async def _delete_session(self, session_id: str) -> bool:
         sql = self._sql
@@ -406,7 +508,10 @@ class PostgresEventStore(EventStore):
                 await conn.execute(sql.lock_session_graph, session_id)
                 if await conn.fetchrow(sql.branch_for_update, session_id, branch_id) is None:
                     raise BranchNotFound(session_id, branch_id)
-                forks = [row[0] for row in await conn.fetch(sql.forks_of, session_id, branch_id)]
+                forks = [
+                    row["branch_id"]
+                    for row in await conn.fetch(sql.forks_of, session_id, branch_id)
+                ]
                 if forks:
                     raise InvalidBranchOperation(
                         session_id, branch_id, f"branches {forks} fork from it; delete them first"
@@ -434,26 +539,27 @@ class PostgresEventStore(EventStore):
         rows = await conn.fetch(
             self._sql.read, session_id, branch_id, start, _NO_END if end is None else end, limit
         )
-        rows.sort(key=_by_sequence)
+        found = [record(session_id, row) for row in rows]
+        found.sort(key=_by_sequence)
         if limit is not None:
-            del rows[limit:]
-        return [_record(session_id, row) for row in rows]
+            del found[limit:]
+        return found
 
     async def _head(self, session_id: str, branch_id: str) -> int:
         with self._errors():
             row = await self._pool.fetchrow(self._sql.head, session_id, branch_id)
-        return 0 if row is None else int(row[0])
+        return 0 if row is None else int(row["head"])
 
     async def _list_branches(self, session_id: str) -> list[BranchInfo]:
         with self._errors():
             rows = await self._pool.fetch(self._sql.branches, session_id)
-        return [_info(session_id, row) for row in rows]
+        return [info(session_id, row) for row in rows]
 
     async def _branch_info(self, session_id: str, branch_id: str) -> BranchInfo:
         with self._errors():
             row = await self._pool.fetchrow(self._sql.branch, session_id, branch_id)
         if row is not None:
-            return _info(session_id, row)
+            return info(session_id, row)
         if branch_id != MAIN:
             raise BranchNotFound(session_id, branch_id)
         return BranchInfo(session_id, MAIN, None, 0, 0, utc_now())
@@ -461,7 +567,7 @@ class PostgresEventStore(EventStore):
     async def _list_sessions(self) -> list[str]:
         with self._errors():
             rows = await self._pool.fetch(self._sql.session_ids)
-        return [row[0] for row in rows]
+        return [row["session_id"] for row in rows]
 
     async def _sessions(
         self,
@@ -484,4 +590,60 @@ class PostgresEventStore(EventStore):
                 async with self._pool.acquire() as conn, conn.transaction():
                     await conn.execute(self._sql.custom_plans)
                     rows = await conn.fetch(self._sql.sessions, *args)
-        return [_session_info(row) for row in rows]
+        return [session_info(row) for row in rows]
+
+    # -- the feed ----------------------------------------------------------------
+
+    async def _read_feed(
+        self,
+        after: int,
+        limit: int | None,
+        kinds: frozenset[str] | None,
+        session_ids: frozenset[str] | None,
+    ) -> list[EventRecord]:
+        args = (
+            min(after, _NO_END),
+            limit,
+            None if kinds is None else list(kinds),
+            None if session_ids is None else list(session_ids),
+        )
+        with self._errors():
+            async with self._pool.acquire() as conn:
+                rows = await self._settled(conn, self._sql.feed, args)
+        return [] if rows[0]["position"] is None else records(rows)
+
+    async def _feed_head(self) -> int:
+        with self._errors():
+            async with self._pool.acquire() as conn:
+                rows = await self._settled(conn, self._sql.feed_head, ())
+        return int(rows[0]["head"])
+
+    async def _settled(self, conn: Any, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """Run a feed query so it sees every transaction that began before the call.
+
+        Rows become visible below the horizon only, so if transactions were
+        open when the query ran, wait for the horizon to pass them all and run
+        it again. A transaction still open after :data:`CATCH_UP_SECONDS` is
+        not waited for again while it holds the horizon (its feed records,
+        and every later one, follow once it ends).
+        """
+        rows: list[Any] = await conn.fetch(sql, *args)
+        xmin, xmax = rows[0]["xmin"], rows[0]["xmax"]
+        if xmin >= xmax or xmin == self._stuck_at:
+            return rows
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        delay = 0.0005
+        while xmin < xmax:
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "the feed is held back by transaction %d, open for over %.1fs",
+                    xmin,
+                    CATCH_UP_SECONDS,
+                )
+                self._stuck_at = xmin
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            xmin = await conn.fetchval(self._sql.xmin)
+        rows = await conn.fetch(sql, *args)
+        return rows

@@ -8,6 +8,7 @@ lives here stays cheap to import.
 import typing as _typing
 
 from ._contract import EventStoreContract as EventStoreContract
+from ._contract import FeedContract as FeedContract
 from ._contract import LifecycleContract as LifecycleContract
 from ._contract import PersistentLifecycleContract as PersistentLifecycleContract
 from ._contract import PersistentStoreContract as PersistentStoreContract
@@ -35,6 +36,7 @@ __all__ = (
     "Append",
     "AppendBatch",
     "EventStoreContract",
+    "FeedContract",
     "Fork",
     "Merge",
     "LifecycleContract",

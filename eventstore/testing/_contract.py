@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from .._base import EventStore
@@ -125,8 +126,9 @@ class EventStoreContract:
     async def test_append_returns_the_stored_record(self, store: EventStore) -> None:
         record = ev("s1", 1, "tool_call", {"tool": "search", "args": [1, "x"]})
         stored = await store.append(record)
-        assert stored == record
-        assert (await store.read("s1"))[0] == record
+        assert stored.position >= 1
+        assert stored == msgspec.structs.replace(record, position=stored.position)
+        assert (await store.read("s1"))[0] == stored
 
     async def test_first_append_must_be_sequence_one(self, store: EventStore) -> None:
         with pytest.raises(SequenceConflict, match="expected 1, got 2"):
@@ -158,8 +160,8 @@ class EventStoreContract:
 
     async def test_batch_retry_is_idempotent(self, store: EventStore) -> None:
         batch = [ev("s1", 1), ev("s1", 2)]
-        await store.append_batch(batch)
-        assert await store.append_batch(batch) == batch
+        stored = await store.append_batch(batch)
+        assert await store.append_batch(batch) == stored
         assert await store.head("s1") == 2
 
     @pytest.mark.parametrize(
@@ -307,7 +309,7 @@ class EventStoreContract:
         record = EventRecord.new("s1", MAIN, 1, "message", payload, metadata={"actor": "agent-7"})
         await store.append(record)
         (back,) = await store.read("s1")
-        assert back == record
+        assert back == msgspec.structs.replace(record, position=back.position)
         assert back.recorded_at == record.recorded_at
         assert back.recorded_at.tzinfo is not None
 
@@ -824,3 +826,252 @@ def _grep_tree(root: str, marker: bytes) -> list[str]:
                 if marker in file.read():
                     found.append(path)
     return found
+
+
+class FeedContract:
+    """The global feed (issue 13): positions, ``read_feed``, ``feed_head``,
+    ``append_next`` and commit listeners, the same on every backend."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
+        async with store_factory() as opened:
+            yield opened
+
+    # -- positions ------------------------------------------------------------------
+
+    async def test_every_returned_record_has_a_position(self, store: EventStore) -> None:
+        one = await store.append(ev("s1", 1))
+        batch = await fill(store, "s1", 2, start=2)
+        nxt = await store.append_next([ev("s2", 99), ev("s2", 99)])
+        written = [one, *batch, *nxt]
+        positions = [r.position for r in written]
+        assert all(p >= 1 for p in positions), positions
+        assert positions == sorted(set(positions)), "positions must increase in write order"
+        assert await store.read("s1") == [one, *batch]
+        assert [r async for r in store.iter_events("s1")] == [one, *batch]
+        assert await store.read("s2") == nxt
+        assert await store.read_feed() == written
+
+    async def test_fork_keeps_inherited_positions_and_merge_copies_get_new_ones(
+        self, store: EventStore
+    ) -> None:
+        base = await fill(store, "s1", 3)
+        await store.create_branch("s1", "alt", fork_sequence=2)
+        (own,) = await store.append_next([ev("s1", 1, branch="alt")])
+        assert await store.read("s1", "alt") == [*base[:2], own]
+        await store.append(ev("s1", 4))
+        top = await store.feed_head()
+        await store.merge_branch("s1", "alt", MAIN)
+        merged = (await store.read("s1"))[4:]
+        assert len(merged) == 1 and merged[0].position > top > own.position
+        assert (await store.read("s1", "alt"))[-1] == own
+        feed = await store.read_feed()
+        assert [r.position for r in feed] == sorted({r.position for r in feed})
+        assert [r.event_id for r in feed][-1] == merged[0].event_id
+        assert len(feed) == 6  # inherited records appear once, under their writer
+
+    # -- read_feed and feed_head -------------------------------------------------------
+
+    async def test_feed_of_an_empty_store(self, store: EventStore) -> None:
+        assert await store.read_feed() == []
+        assert await store.feed_head() == 0
+        assert await store.read_feed(after=10**9) == []
+
+    async def test_read_feed_after_and_limit(self, store: EventStore) -> None:
+        written = [*await fill(store, "s1", 3), *await fill(store, "s2", 3)]
+        written.append(await store.append(ev("s1", 4)))
+        assert await store.feed_head() == written[-1].position
+        assert await store.read_feed() == written
+        for cut in range(len(written) + 1):
+            after = 0 if cut == 0 else written[cut - 1].position
+            assert await store.read_feed(after) == written[cut:]
+            assert await store.read_feed(after, 2) == written[cut : cut + 2]
+        assert await store.read_feed(0, 0) == []
+        assert await store.read_feed(written[-1].position) == []
+
+    async def test_read_feed_filters(self, store: EventStore) -> None:
+        await store.append_batch(
+            [ev("s1", 1, "message"), ev("s1", 2, "tool_call"), ev("s1", 3, "message")]
+        )
+        await store.append_batch([ev("s2", 1, "tool_call"), ev("s2", 2, "message")])
+        await store.append(ev("s3", 1, "message"))
+        feed = await store.read_feed()
+
+        def where(kinds: set[str] | None, sessions: set[str] | None) -> list[EventRecord]:
+            return [
+                r
+                for r in feed
+                if (kinds is None or r.kind in kinds)
+                and (sessions is None or r.session_id in sessions)
+            ]
+
+        assert await store.read_feed(kinds=["tool_call"]) == where({"tool_call"}, None)
+        assert await store.read_feed(session_ids=("s2", "s3")) == where(None, {"s2", "s3"})
+        both = await store.read_feed(kinds={"message"}, session_ids=["s1", "s2"])
+        assert both == where({"message"}, {"s1", "s2"})
+        assert await store.read_feed(kinds={"message"}, limit=2) == where({"message"}, None)[:2]
+        after = feed[1].position
+        assert await store.read_feed(after, kinds=["message"]) == [
+            r for r in where({"message"}, None) if r.position > after
+        ]
+        assert await store.read_feed(kinds=[]) == []
+        assert await store.read_feed(session_ids=[]) == []
+        assert await store.read_feed(kinds=["nothing-like-it"]) == []
+        assert await store.read_feed(session_ids=["unknown"]) == []
+
+    @pytest.mark.parametrize(
+        ("args", "error"),
+        [
+            ({"after": -1}, ValueError),
+            ({"after": "3"}, ValueError),
+            ({"after": 1.0}, ValueError),
+            ({"after": True}, ValueError),
+            ({"limit": -1}, ValueError),
+            ({"limit": 2.5}, ValueError),
+            ({"kinds": "message"}, TypeError),
+            ({"kinds": [1]}, TypeError),
+            ({"kinds": 7}, TypeError),
+            ({"session_ids": "s1"}, TypeError),
+            ({"session_ids": [None]}, TypeError),
+            ({"session_ids": ["../etc"]}, InvalidIdentifier),
+        ],
+    )
+    async def test_bad_feed_arguments_fail_before_any_io(
+        self, store_factory: StoreFactory, args: dict[str, Any], error: type[Exception]
+    ) -> None:
+        store = store_factory()
+        await store.close()  # a closed store would raise StoreClosed on any I/O
+        with pytest.raises(error):
+            await store.read_feed(**args)
+
+    # -- append_next --------------------------------------------------------------------
+
+    async def test_append_next_numbers_from_the_head(self, store: EventStore) -> None:
+        (first,) = await store.append_next([ev("s1", 42)])
+        assert first.sequence == 1
+        more = await store.append_next([ev("s1", 7), ev("s1", 7), ev("s1", 1)])
+        assert seqs(more) == [2, 3, 4]
+        assert await store.read("s1") == [first, *more]
+        await store.create_branch("s1", "alt", fork_sequence=2)
+        (forked,) = await store.append_next([ev("s1", 1, branch="alt")])
+        assert (forked.branch_id, forked.sequence) == ("alt", 3)
+
+    async def test_append_next_is_idempotent_with_event_ids(self, store: EventStore) -> None:
+        batch = [ev("s1", 1), ev("s1", 2)]
+        stored = await store.append_next(batch)
+        await store.append(ev("s1", 3))
+        head = await store.feed_head()
+        assert await store.append_next(batch) == stored
+        assert await store.append_next([batch[1]]) == stored[1:]
+        assert (await store.head("s1"), await store.feed_head()) == (3, head)
+        with pytest.raises(InvalidEvent, match="in part"):
+            await store.append_next([batch[0], ev("s1", 9)])
+        changed = EventRecord.new("s1", MAIN, 1, "other", None, event_id=batch[0].event_id)
+        with pytest.raises(InvalidEvent, match="other content"):
+            await store.append_next([changed])
+        assert await store.head("s1") == 3
+
+    async def test_append_next_refuses_what_append_batch_refuses(self, store: EventStore) -> None:
+        with pytest.raises(InvalidEvent):
+            await store.append_next([])
+        with pytest.raises(InvalidEvent):
+            await store.append_next([ev("s1", 1), ev("s2", 1)])
+        with pytest.raises(InvalidEvent):
+            await store.append_next([ev("s1", 1), ev("s1", 1, branch="b")])
+        twin = ev("s1", 1)
+        with pytest.raises(InvalidEvent):
+            await store.append_next([twin, twin])
+        with pytest.raises(InvalidEvent):
+            await store.append_next(["not a record"])  # type: ignore[list-item]
+        with pytest.raises(InvalidIdentifier):
+            await store.append_next([EventRecord("bad/id", MAIN, 1, "k")])
+        await store.create_branch("s1", "done")
+        await store.merge_branch("s1", "done", MAIN)
+        with pytest.raises(BranchClosed):
+            await store.append_next([ev("s1", 1, branch="done")])
+        assert await store.read_feed() == []
+
+    async def test_concurrent_append_next_never_conflicts(self, store: EventStore) -> None:
+        async def write(n: int) -> list[EventRecord]:
+            batch = [ev("s1", 1, data={"task": n})]
+            if n % 3 == 0:
+                batch.append(ev("s1", 1, data={"task": n, "second": True}))
+            return await store.append_next(batch)
+
+        results = await asyncio.gather(*(write(n) for n in range(100)))
+        for batch in results:
+            assert seqs(batch) == list(range(batch[0].sequence, batch[0].sequence + len(batch)))
+        total = sum(len(batch) for batch in results)
+        history = await store.read("s1")
+        assert seqs(history) == list(range(1, total + 1))
+        assert sorted((r for batch in results for r in batch), key=lambda r: r.sequence) == history
+        positions = [r.position for r in history]
+        assert positions == sorted(set(positions))
+
+    # -- the no-skip guarantee ----------------------------------------------------------
+
+    async def test_a_concurrent_poller_never_skips(self, store: EventStore) -> None:
+        writers_done = asyncio.Event()
+        seen: dict[int, str] = {}
+
+        async def writer(n: int) -> None:
+            for round_ in range(15):
+                session = f"w{n % 3}"
+                if round_ % 4 == 0:
+                    await store.append_next([ev(session, 1), ev(session, 1)])
+                else:
+                    await store.append_next([ev(session, 1, data={"w": n, "r": round_})])
+                await asyncio.sleep(0)
+
+        async def poller() -> None:
+            last = 0
+            while True:
+                done = writers_done.is_set()
+                for record in await store.read_feed(last, 7):
+                    assert record.position > last, (record.position, last)
+                    seen[record.position] = record.event_id
+                    last = record.position
+                if done and last == await store.feed_head():
+                    return
+                await asyncio.sleep(0)
+
+        polling = asyncio.create_task(poller())
+        await asyncio.gather(*(writer(n) for n in range(6)))
+        writers_done.set()
+        await asyncio.wait_for(polling, 30)
+        feed = await store.read_feed()
+        assert len(feed) == 6 * (15 + 4)
+        missed = [r.position for r in feed if seen.get(r.position) != r.event_id]
+        assert not missed, f"the poller skipped positions {missed}"
+
+    # -- listeners ----------------------------------------------------------------------
+
+    async def test_listeners_hear_every_commit_before_the_write_returns(
+        self, store: EventStore
+    ) -> None:
+        heard: list[list[EventRecord]] = []
+
+        class Listener:
+            def committed(self, records: Any) -> None:
+                heard.append(list(records))
+
+        remove = store.add_listener(Listener())
+        one = await store.append(ev("s1", 1))
+        assert heard == [[one]]
+        batch = await fill(store, "s1", 2, start=2)
+        assert heard[-1] == batch
+        nxt = await store.append_next([ev("s1", 1)])
+        assert heard[-1] == nxt
+        await store.append(one)  # a retry commits nothing
+        assert len(heard) == 3
+        await store.create_branch("s1", "alt")
+        alt = await store.append_next([ev("s1", 1, branch="alt")])
+        await store.merge_branch("s1", "alt", MAIN)
+        assert heard[-2] == alt
+        assert heard[-1] == (await store.read("s1"))[-1:]
+        flat = [r.position for batch_ in heard for r in batch_]
+        assert flat == sorted(set(flat))
+        remove()
+        remove()  # idempotent
+        await store.append_next([ev("s1", 1)])
+        assert len(heard) == 5

@@ -40,6 +40,7 @@ from contextlib import aclosing
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import msgspec
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
@@ -106,6 +107,9 @@ class StoreMachine(RuleBasedStateMachine):
         # opened them, and a fresh loop keeps examples independent.
         self._runner = asyncio.Runner()
         self.model = ReferenceModel()
+        #: The feed poller's last position and what it saw: position -> event id.
+        self.feed_last = 0
+        self.feed_seen: dict[int, str] = {}
         try:
             self.store = type(self).factory()
             self.run(self.store.open())
@@ -170,8 +174,8 @@ class StoreMachine(RuleBasedStateMachine):
         allowed = self.model.append_errors(session, branch)
         stored = self.attempt(self.store.append(record), allowed)
         if stored is not None:
-            assert stored == record, (stored, record)
-            self.model.appended([record])
+            assert _unpositioned(stored) == record, (stored, record)
+            self.model.appended([stored])
 
     @rule(data=st.data(), back=st.integers(0, 6), gap=st.integers(2, 4))
     def append_wrong_sequence(self, data: st.DataObject, back: int, gap: int) -> None:
@@ -208,7 +212,7 @@ class StoreMachine(RuleBasedStateMachine):
             f"race: {len(winners)} of {writers} writers of one sequence was accepted",
             results,
         )
-        assert winners[0] in records, winners
+        assert _unpositioned(winners[0]) in records, winners
         self.model.appended(winners)
 
     @rule(data=st.data(), items=st.lists(_payloads, min_size=1, max_size=4))
@@ -219,8 +223,8 @@ class StoreMachine(RuleBasedStateMachine):
         allowed = self.model.append_errors(session, branch)
         stored = self.attempt(self.store.append_batch(batch), allowed)
         if stored is not None:
-            assert stored == batch, (stored, batch)
-            self.model.appended(batch)
+            assert [_unpositioned(r) for r in stored] == batch, (stored, batch)
+            self.model.appended(stored)
 
     @rule(
         data=st.data(),
@@ -473,9 +477,46 @@ class StoreMachine(RuleBasedStateMachine):
         }
         self.attempt(calls[op](), frozenset({InvalidIdentifier}))
 
+    @rule(limit=st.none() | st.integers(1, 4))
+    def poll_feed(self, limit: int | None) -> None:
+        """Poll the feed as a consumer does, after the last position it saw.
+
+        Nothing may be skipped: every acknowledged record at or below the
+        poller's last position must have been returned by some poll.
+        """
+        got = self.run(self.store.read_feed(self.feed_last, limit))
+        positions = [r.position for r in got]
+        assert positions == sorted(set(positions)), f"feed out of order: {positions}"
+        assert all(p > self.feed_last for p in positions), (self.feed_last, positions)
+        if limit is not None:
+            assert len(got) <= limit, (limit, positions)
+        for record in got:
+            self.feed_seen[record.position] = record.event_id
+        if got:
+            self.feed_last = got[-1].position
+        for _, _, own in self.model.own_events():
+            for record in own:
+                if record.position <= self.feed_last:
+                    assert self.feed_seen.get(record.position) == record.event_id, (
+                        f"the feed poller skipped {record.session_id}/{record.branch_id}"
+                        f"#{record.sequence} at position {record.position}"
+                    )
+
+    def check_feed(self) -> None:
+        """The whole feed: every acknowledged record once, by position; the feed head."""
+        stored = [r for _, _, own in self.model.own_events() for r in own]
+        stored.sort(key=lambda r: r.position)
+        positions = [r.position for r in stored]
+        assert all(p >= 1 for p in positions), f"a stored record without a position: {positions}"
+        assert len(set(positions)) == len(positions), f"positions reused: {positions}"
+        feed = self.run(self.store.read_feed())
+        assert feed == stored, _diff("feed", feed, stored)
+        head = self.run(self.store.feed_head())
+        assert head == (positions[-1] if positions else 0), (head, positions[-1:])
+
     @rule()
     def check_everything(self) -> None:
-        """Every branch of every session: history, head and info."""
+        """Every branch of every session: history, head and info; the feed."""
         for session, branches in sorted(self.model.sessions.items()):
             for branch in sorted(branches):
                 got = self.run(self.store.read(session, branch))
@@ -483,6 +524,7 @@ class StoreMachine(RuleBasedStateMachine):
                 assert got == expected, _diff(f"{session}/{branch}", got, expected)
                 info = self.run(self.store.branch_info(session, branch))
                 _same_info(info, self.model, session, branch)
+        self.check_feed()
 
 
 class ReopenRules(StoreMachine):
@@ -535,9 +577,9 @@ class CrashRules(ReopenRules):
             return
         assert after == head + len(batch), f"torn batch: head {head} -> {after}, {len(batch)}"
         landed = self.run(self.store.read(session, branch, head + 1))
-        assert landed == batch, _diff("in-flight batch", landed, batch)
+        assert [_unpositioned(r) for r in landed] == batch, _diff("in-flight batch", landed, batch)
         event("crash: in-flight batch kept")
-        self.model.appended(batch)
+        self.model.appended(landed)
 
 
 #: How ``damage_lines`` damages a branch's own events, at index ``i``: the
@@ -655,6 +697,10 @@ async def _start(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 async def _wait(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def _unpositioned(record: EventRecord) -> EventRecord:
+    return msgspec.structs.replace(record, position=0)
 
 
 def _fields(record: EventRecord) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -70,6 +70,14 @@ def add_import(command: AddCommand) -> None:
 BATCH = 1000
 
 
+def portable(record: EventRecord) -> dict[str, Any]:
+    """The record as an export carries it: without its feed position, which only
+    means something in the store it came from (an import assigns new ones)."""
+    fields = msgspec.structs.asdict(record)
+    del fields["position"]
+    return fields
+
+
 async def export(ctx: Context) -> int:
     """``eventstore export SESSION [--branch B | --all]``: records to stdout."""
     args = ctx.args
@@ -86,7 +94,7 @@ async def export(ctx: Context) -> int:
         ) as progress:
             for branch_id in chosen:
                 async for record in store.iter_events(args.session, branch_id):
-                    ctx.out.json(record)
+                    ctx.out.json(portable(record))
                     progress.advance()
     return EXIT_OK
 

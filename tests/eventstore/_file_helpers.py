@@ -9,6 +9,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import msgspec
+
 from eventstore import EventRecord
 from eventstore.file import FileOps
 from eventstore.file._batch import encode_batch
@@ -104,3 +106,10 @@ def legacy_root(root: Path, session: str, branch: str) -> None:
         if meta["branch_id"] == branch:
             meta["parent_branch"], meta["fork_sequence"] = None, 0
     path.write_text(json.dumps(manifest))
+
+
+def bare(records: EventRecord | list[EventRecord]) -> object:
+    """Records without their store-assigned ``position``, to compare with what was appended."""
+    if isinstance(records, EventRecord):
+        return msgspec.structs.replace(records, position=0)
+    return [msgspec.structs.replace(r, position=0) for r in records]

@@ -12,7 +12,7 @@ import pytest
 
 from eventstore import FileEventStore, StorageError
 
-from ._file_helpers import FaultyOps, ev, lines_of
+from ._file_helpers import FaultyOps, bare, ev, lines_of
 
 STEPS = [
     pytest.param("pwrite", False, id="write"),
@@ -41,10 +41,13 @@ async def test_failed_append_leaves_no_partial_line(
         assert await store.head("s1") == 3
         assert await store.read("s1") == written
         # The store stays usable: the same events go in on the next try.
-        assert await store.append_batch(attempt) == attempt
+        retried = await store.append_batch(attempt)
+        assert bare(retried) == attempt
+        # The failed attempt's positions are never reused: the retry's come after.
+        assert retried[0].position > written[-1].position + batch - 1
         assert await store.head("s1") == 3 + batch
     async with FileEventStore(tmp_path) as store:
-        assert await store.read("s1") == written + attempt
+        assert await store.read("s1") == written + retried
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -68,11 +71,11 @@ async def test_failed_first_append_of_a_new_session(
                 assert exc.errno == code
                 assert await store.head("s1") == 0
                 assert await store.read("s1") == []
-                assert await store.append(record) == record
+                assert bare(await store.append(record)) == record
             else:
                 break
         async with FileEventStore(root) as store:
-            assert await store.read("s1") == [record]
+            assert bare(await store.read("s1")) == [record]
             assert await store.list_sessions() == ["s1"]
     # manifest and branch file: two writes; where syncfs exists, two syncs: one
     # syncfs for the directory, events and manifest, one for the rename (no fsync).

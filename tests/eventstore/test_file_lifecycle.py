@@ -182,7 +182,9 @@ async def test_delete_waits_for_a_pending_merge(tmp_path: Path) -> None:
         assert await deleting is True
         assert await store.read("s1") == []
         assert await store.list_sessions() == []
-    assert list(tmp_path.iterdir()) == [tmp_path / ".lock"]
+    # Only the root's own files stay: the lock and the feed's (which name no session now).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "feed.idx", "feed.streams"]
+    assert b"s1" not in (tmp_path / "feed.streams").read_bytes()
 
 
 async def test_session_cache_keeps_its_bound_under_a_burst(tmp_path: Path) -> None:
@@ -204,7 +206,8 @@ async def test_a_new_session_costs_two_syncs(tmp_path: Path) -> None:
         assert ops.calls["fsync"] + ops.calls["syncfs"] - before <= 2
         before = ops.calls["fsync"] + ops.calls["syncfs"]
         await store.append(ev("s1", 2))
-        assert ops.calls["fsync"] + ops.calls["syncfs"] - before == 1
+        # An append to it: the log and the feed index.
+        assert ops.calls["fsync"] + ops.calls["syncfs"] - before == 2
     async with FileEventStore(tmp_path) as store:
         assert [r.sequence for r in await store.read("s1")] == [1, 2]
 

@@ -203,11 +203,12 @@ async def test_appends_after_an_intent_that_could_not_be_undone_survive(
     async with FileEventStore(tmp_path, ops=ops) as store:
         await store.create_branch("s1", "side")
         own = await store.append_batch([ev("s1", n, branch="side") for n in (1, 2)])
-        # pwrite: the intent's manifest, then the events (fails). fsync: the
-        # intent's temp file and directory, the cut-back of the failed write, then
-        # the temp file of the manifest that would undo the intent (fails).
-        ops.arm("pwrite", errno.ENOSPC, skip=1)
-        ops.arm("fsync", errno.EIO, skip=3)
+        # pwrite: the intent's manifest, the feed's stream table and index, then
+        # the events (fails). fsync: the intent's temp file and directory, the
+        # cut-backs of the failed write (log, then feed index), then the temp
+        # file of the manifest that would undo the intent (fails).
+        ops.arm("pwrite", errno.ENOSPC, skip=3)
+        ops.arm("fsync", errno.EIO, skip=4)
         with pytest.raises(StorageError):
             await store.merge_branch("s1", "side", "main")
         manifest = json.loads((tmp_path / "s1" / "branches.json").read_bytes())

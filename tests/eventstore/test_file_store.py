@@ -153,6 +153,8 @@ async def test_files_and_directories_are_private(tmp_path: Path) -> None:
     assert modes == {
         ".": 0o700,
         ".lock": 0o600,
+        "feed.idx": 0o600,
+        "feed.streams": 0o600,
         "s1": 0o700,
         "s1/branches.json": 0o600,
         "s1/main.jsonl": 0o600,

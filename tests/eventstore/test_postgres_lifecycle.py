@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from eventstore import (
@@ -126,7 +127,7 @@ async def test_a_version_1_schema_is_upgraded_in_place(
     await _version_1_schema(admin, schema, monkeypatch)
     async with make_store(schema) as store:
         version = await admin.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
-        assert version == _schema.SCHEMA_VERSION == 2
+        assert version == _schema.SCHEMA_VERSION == 3
         jan, feb = datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 2, 1, 9, tzinfo=UTC)
         assert await store.sessions() == [
             SessionInfo("s1", 2, 4, jan, jan + timedelta(minutes=5)),
@@ -154,7 +155,7 @@ async def test_concurrent_opens_of_a_version_1_schema_upgrade_it_once(
     try:
         await asyncio.gather(*(store.open() for store in stores))
         versions = await admin.fetch(f'SELECT version FROM "{schema}".schema_version')
-        assert sorted(row[0] for row in versions) == [1, 2]
+        assert sorted(row[0] for row in versions) == [1, 2, 3]
         assert [info.events for info in await stores[3].sessions()] == [4, 1]
     finally:
         await asyncio.gather(*(store.close() for store in stores))
@@ -206,8 +207,9 @@ async def test_a_deleted_id_starts_again_at_sequence_1(schema: str) -> None:
             await store.append(ev("s1", 1, branch="side"))
         # Even the old event id is free again: the session starts from nothing.
         again = EventRecord("s1", "main", 1, "message", {"v": "new"}, event_id=first.event_id)
-        assert await store.append(again) == again
-        assert await store.read("s1") == [again]
+        stored = await store.append(again)
+        assert stored == msgspec.structs.replace(again, position=stored.position)
+        assert await store.read("s1") == [stored]
         assert [b.branch_id for b in await store.list_branches("s1")] == ["main"]
         (info,) = await store.sessions()
         assert (info.branches, info.events) == (1, 1)
@@ -487,3 +489,92 @@ class TestLifecycleContractOverEveryTable(LifecycleContract):
             await conn.close()
         text = marker.decode()
         return [f"{name}: {row}" for name, rows in tables.items() for row in rows if text in row]
+
+
+# -- the lifecycle and the global feed together -----------------------------------------
+
+
+async def test_append_next_obeys_the_lifecycle(schema: str) -> None:
+    async with make_store(schema) as store:
+        (first,) = await store.append_next([ev("s1", 9)])  # main of a new session: created
+        assert first.sequence == 1
+        assert [info.session_id for info in await store.sessions()] == ["s1"]
+        with pytest.raises(BranchNotFound):
+            await store.append_next([ev("s1", 1, branch="nope")])
+        with pytest.raises(BranchNotFound):
+            await store.append_next([ev("s2", 1, branch="nope")])
+        assert [b.branch_id for b in await store.list_branches("s1")] == ["main"]
+        await store.create_branch("s1", "side")
+        (side,) = await store.append_next([ev("s1", 1, branch="side")])
+        assert (side.sequence, side.position > first.position) == (2, True)
+        await store.close_branch("s1", "side")
+        with pytest.raises(BranchClosed):
+            await store.append_next([ev("s1", 1, branch="side")])
+        with pytest.raises(BranchClosed):
+            await store.append(ev("s1", 3, branch="side"))
+        await store.close_branch("s1")
+        with pytest.raises(BranchClosed):
+            await store.append_next([ev("s1", 1)])
+        assert [info.session_id for info in await store.sessions()] == ["s1"]
+        assert await store.read_feed() == [first, side]
+
+
+async def test_a_deleted_session_leaves_the_feed(schema: str) -> None:
+    async with make_store(schema) as store:
+        gone = await store.append_batch([ev("gone", 1), ev("gone", 2)])
+        kept = await store.append_next([ev("kept", 1)])
+        assert await store.read_feed() == [*gone, *kept]
+        assert await store.delete_session("gone")
+        assert await store.read_feed() == kept
+        assert await store.feed_head() == kept[0].position
+        again = await store.append(ev("gone", 1))
+        assert again.position > kept[0].position
+        assert await store.read_feed(after=kept[0].position) == [again]
+
+
+async def _write_next(store: EventStore, rng: random.Random, session: str) -> None:
+    """Like _write, but appending with append_next half the time."""
+    if rng.random() < 0.5:
+        branch = rng.choice(["main", "main", "x", "y"])
+        await store.append_next([ev(session, 1, branch=branch), ev(session, 1, branch=branch)])
+    else:
+        await _write(store, rng, session)
+
+
+async def _next_writer(store: EventStore, rng: random.Random, sessions: list[str], ops: int) -> int:
+    done = 0
+    for _ in range(ops):
+        try:
+            await _write_next(store, rng, rng.choice(sessions))
+            done += 1
+        except _LOSSES:
+            pass
+    return done
+
+
+async def test_feed_locks_and_lifecycle_locks_never_deadlock(schema: str, admin: Any) -> None:
+    # Appends and append_next (branch lock, row, session row), merges (session
+    # lock, target's branch lock, rows), closes and deletes (session lock, rows)
+    # from two instances at once: a deadlock would surface as a StorageError.
+    sessions = [f"lock{i}" for i in range(3)]
+    async with make_store(schema) as one, make_store(schema) as two:
+        *written, deleted = await asyncio.gather(
+            *(_next_writer(one, random.Random(20 + seed), sessions, 100) for seed in range(3)),
+            _next_writer(two, random.Random(30), sessions, 100),
+            _deleter(two, random.Random(40), sessions, 50),
+        )
+        assert min(written) >= 10 and deleted >= 5, (written, deleted)
+        s = f'"{schema}"'
+        # Within a branch, a later sequence always has a larger position; none repeats.
+        assert not await admin.fetchval(
+            f"""SELECT count(*) FROM (
+                SELECT position, lag(position) OVER (
+                    PARTITION BY session_id, branch_id ORDER BY sequence) AS before
+                FROM {s}.events) x WHERE x.before >= x.position"""
+        )
+        assert not await admin.fetchval(
+            f"SELECT count(*) - count(DISTINCT position) FROM {s}.events"
+        )
+        feed = await one.read_feed()
+        assert len(feed) == await admin.fetchval(f"SELECT count(*) FROM {s}.events")
+        assert [r.position for r in feed] == sorted(r.position for r in feed)

@@ -33,8 +33,9 @@ async def _first_append_fails(root: Path) -> Path:
     ops = FaultyOps()
     async with FileEventStore(root, ops=ops) as store:
         await store.append(ev("kept", 1))
-        # pwrite: the branch file, then the manifest's temp file (fails).
-        ops.arm("pwrite", errno.ENOSPC, skip=1)
+        # pwrite: the feed's stream table and index, the branch file, then the
+        # manifest's temp file (fails).
+        ops.arm("pwrite", errno.ENOSPC, skip=3)
         with pytest.raises(StorageError):
             await store.append_batch([ev("new", n) for n in (1, 2, 3)])
     leftover = root / "new" / "main.jsonl"

@@ -14,7 +14,6 @@ from eventstore import (
     InvalidEvent,
     InvalidIdentifier,
     MemoryEventStore,
-    Position,
     SequenceConflict,
     StoreClosed,
 )
@@ -140,31 +139,20 @@ async def test_operations_after_close_raise_store_closed(store_factory: StoreFac
         await journal.open()
 
 
-class SharedMemoryStore(MemoryEventStore):
-    """A memory store that pretends other processes write to it.
+class RacedMemoryStore(MemoryEventStore):
+    """A memory store that loses races to another writer, numbering as the base does.
 
-    ``foreign_append`` plays the other process: it writes behind the journal's
-    back and announces the position through :meth:`watch`.
+    ``steal_next`` appends that many foreign events right before a ``mine``
+    batch lands, as another process committing between the head read and the
+    write would. ``_append_next`` is the base default (head, then retry on a
+    conflict), which every backend without its own numbering uses.
     """
 
-    shared_writers = True
+    _append_next = EventStore._append_next
 
     def __init__(self) -> None:
         super().__init__()
-        self.positions: asyncio.Queue[Position] = asyncio.Queue()
-        self.watching = asyncio.Event()
         self.steal_next = 0
-
-    async def watch(self) -> AsyncIterator[Position]:  # type: ignore[override]
-        self.watching.set()
-        while True:
-            yield await self.positions.get()
-
-    async def foreign_append(self, session_id: str, kind: str = "foreign") -> EventRecord:
-        head = await self.head(session_id)
-        stored = await self.append(EventRecord.new(session_id, "main", head + 1, kind))
-        self.positions.put_nowait(Position(session_id, "main", stored.sequence))
-        return stored
 
     async def _append(self, event: EventRecord) -> EventRecord:
         # Every write goes through the race below, single appends included.
@@ -173,7 +161,6 @@ class SharedMemoryStore(MemoryEventStore):
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
         if self.steal_next and first.kind == "mine":
-            # The other process wins the race for this sequence.
             self.steal_next -= 1
             head = await self._head(first.session_id, first.branch_id)
             foreign = EventRecord.new(first.session_id, first.branch_id, head + 1, "foreign")
@@ -181,32 +168,36 @@ class SharedMemoryStore(MemoryEventStore):
         return await super()._append_batch(events)
 
 
-async def test_events_of_other_writers_reach_subscribers() -> None:
-    store = SharedMemoryStore()
-    async with EventJournal(store) as journal:
-        await store.watching.wait()
-        async with journal.subscribe("s") as sub, journal.subscribe_all(kinds=["foreign"]) as all_:
-            mine = await journal.record("s", "message")
-            theirs = await store.foreign_append("s")
-            assert await take(sub, 2) == [mine, theirs]
-            assert await take(all_, 1) == [theirs]
+async def test_commits_the_journal_did_not_make_reach_subscribers() -> None:
+    async with (
+        EventJournal(MemoryEventStore()) as journal,
+        journal.subscribe("s") as sub,
+        journal.subscribe_all(kinds=["foreign"]) as all_,
+    ):
+        mine = await journal.record("s", "message")
+        # Another writer of the same store: the store tells the journal.
+        theirs = await journal.store.append(EventRecord.new("s", "main", 2, "foreign"))
+        assert await take(sub, 2) == [mine, theirs]
+        assert await take(all_, 1) == [theirs]
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
-async def test_watch_task_stops_on_close_and_ends_subscriptions() -> None:
-    store = SharedMemoryStore()
-    journal = EventJournal(store)
-    sub = journal.subscribe("s")  # starts the watch task lazily
+async def test_close_ends_subscriptions_and_leaves_no_task() -> None:
+    journal = EventJournal(MemoryEventStore())
+    sub = journal.subscribe("s")
+    feed = journal.subscribe_all(after=0)  # starts the feed pump
     reader = asyncio.create_task(drain(sub))
-    await store.watching.wait()
-    await store.foreign_append("s")
+    feed_reader = asyncio.create_task(drain(feed))
+    await journal.store.append(EventRecord.new("s", "main", 1, "foreign"))
+    await asyncio.sleep(0.01)
     await journal.close()
-    assert seqs(await reader) in ([], [1])
+    assert seqs(await reader) == [1]
+    assert seqs(await feed_reader) == [1]
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 async def test_record_retries_conflicts_from_other_writers() -> None:
-    store = SharedMemoryStore()
+    store = RacedMemoryStore()
     async with EventJournal(store) as journal:
         store.steal_next = 3
         first = await journal.record("s", "mine")
@@ -218,18 +209,6 @@ async def test_record_retries_conflicts_from_other_writers() -> None:
         assert (caught.value.expected, caught.value.actual) == (6, 5)
         kinds = [e.kind for e in await journal.read("s")]
         assert kinds == ["foreign", "foreign", "foreign", "mine", "foreign"]
-
-
-async def test_single_writer_store_does_not_retry_conflicts() -> None:
-    store = SharedMemoryStore()
-    SharedMemoryStore.shared_writers = False
-    try:
-        async with EventJournal(store) as journal:
-            store.steal_next = 1
-            with pytest.raises(SequenceConflict):
-                await journal.record("s", "mine")
-    finally:
-        SharedMemoryStore.shared_writers = True
 
 
 async def test_record_publishes_in_sequence_order_under_concurrency() -> None:

@@ -50,13 +50,13 @@ async def test_retry_after_a_lost_reply_returns_the_stored_record(
     journal: EventJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await journal.record("s", "message", {"n": 0})
-    lose_replies(journal.store, monkeypatch, "_append", StorageError("reply lost"))
+    lose_replies(journal.store, monkeypatch, "_append_next", StorageError("reply lost"))
     event_id = new_ulid()
     async with journal.subscribe("s", after_sequence=1) as live:
         with pytest.raises(StorageError):
             await journal.record("s", "message", {"n": 1}, event_id=event_id)
-        # The event was stored all the same; the retry finds it, writes nothing,
-        # and publishes it (the failed call could not).
+        # The event was stored all the same, and the store published its commit;
+        # the retry finds it, writes and publishes nothing.
         stored = await journal.record("s", "message", {"n": 1}, event_id=event_id)
         assert (stored.sequence, stored.event_id, stored.data) == (2, event_id, {"n": 1})
         assert await take(live, 1) == [stored]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from types import TracebackType
 
 import msgspec
 import pytest
 
-from eventstore import EventRecord, MemoryEventStore, Position
+from eventstore import EventRecord, MemoryEventStore
 from journal import EventDecodeError, EventJournal, EventTypes, UnknownEventKind
 
 
@@ -60,50 +58,40 @@ async def test_types_can_be_registered_later() -> None:
         assert journal.decode(stored) == Message("assistant", "ok")
 
 
-class _SlowListeningWatch:
-    """A watch feed that needs a moment before it listens, like LISTEN on a new connection."""
-
-    def __init__(self, store: _SlowListenStore) -> None:
-        self._store = store
-
-    async def __aenter__(self) -> AsyncIterator[Position]:
-        await asyncio.sleep(0.05)
-        self._store.listening.set()
-        return self._positions()
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    async def _positions(self) -> AsyncIterator[Position]:
-        while True:
-            yield await self._store.feed.get()
-
-
 class _SlowListenStore(MemoryEventStore):
-    shared_writers = True
+    """A store that follows other processes and needs a moment to start, like LISTEN."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.listening = asyncio.Event()
-        self.feed: asyncio.Queue[Position] = asyncio.Queue()
+        self.calls: list[bool] = []
+        self.ready = asyncio.Event()
 
-    def watch(self) -> _SlowListeningWatch:  # type: ignore[override]
-        return _SlowListeningWatch(self)
+    def _listening(self, on: bool) -> None:
+        self.calls.append(on)
+
+    async def listening(self) -> None:
+        await asyncio.sleep(0.05)
+        self.ready.set()
+
+    def foreign_commit(self, record: EventRecord) -> None:
+        """Another process's commit, as the store reports it to its listeners."""
+        self._committed([record])
 
 
 async def test_open_returns_only_once_the_store_listens() -> None:
     store = _SlowListenStore()
-    async with EventJournal(store) as journal:
+    journal = EventJournal(store)
+    assert store.calls == [True]  # one listener, registered with the journal
+    async with journal:
         # Writes by other processes right after open() are seen only if we already listen.
-        assert store.listening.is_set()
+        assert store.ready.is_set()
         async with journal.subscribe("s") as live:
-            # Another writer's event: stored behind the journal's back, announced by position.
-            await store.append(EventRecord.new("s", "main", 1, "message", {"from": "elsewhere"}))
-            store.feed.put_nowait(Position("s", "main", 1))
+            record = await store.append(
+                EventRecord.new("s", "main", 1, "message", {"from": "elsewhere"})
+            )
             event = await asyncio.wait_for(anext(aiter(live)), 5)
-            assert event.data == {"from": "elsewhere"}
+            assert event == record
+    assert store.calls == [True, False]
 
 
 async def test_append_and_publish_is_append() -> None:
