@@ -1,201 +1,147 @@
-"""Property-based testing of an agent loop with ``eventstore.testing``.
+"""Property-based testing of an agent loop with the agent kit.
 
-The toy agent below answers user turns. For each turn it records the user's
-message, then one ``tool_call`` per planned tool use and the tool's
-``tool_result``, then its answer. Tools fail sometimes; on a failure the agent
-records the error as the result, forks a ``retry-N`` branch, calls the tool
-again there and merges the retry back into ``main`` (copy-on-write branches:
-nothing is copied until the merge appends the retry's own events).
+Hypothesis generates scenarios with :func:`eventstore.testing.transcripts`:
+what the user says in each turn, which tools the model asks for, and what
+each tool answers (a value, or an error). The toy agent below plays a
+scenario through :func:`journal.record_run` on a fresh journal per example
+(:func:`journal.testing.fresh_journal`), then three properties are checked:
 
-The property, over every branch's logical history: **every tool call gets
-exactly one result event**, after it, and no result lacks its call. Hypothesis
-generates the conversations (tool names and JSON arguments come from the kit's
-``json_values()`` and ``identifiers()`` strategies, failures are drawn too) and
-checks the property on a :class:`~eventstore.MemoryEventStore`. A second agent
-with a classic bug (it forgets to record a result when the tool raises) shows
-what a failure looks like: Hypothesis shrinks it to the smallest conversation
-that breaks the property.
+- the kit's invariants (:func:`eventstore.testing.check_session`): contiguous
+  sequences, every tool call answered exactly once, nothing after the end;
+- the state the agent kept as it went equals the fold of what it stored
+  (:func:`eventstore.testing.check_fold`);
+- replaying the agent against its own recording runs no tool at all
+  (:func:`journal.testing.assert_replays`).
 
-Finally the store itself is checked with the kit's state machine, the same way
-you would check your own backend.
+``ForgetfulAgent`` has a classic bug: when a tool raises, the call is left
+without a result. The same properties catch it, and Hypothesis shrinks the
+scenario to the smallest one that shows it: one turn, one failing tool.
 
-Run: ``python examples/property_harness.py`` (exits 0; about ten seconds).
+Run: ``python examples/property_harness.py`` (exits 0; a few seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis import given, settings
 
-from eventstore import MAIN, EventRecord, EventStore, MemoryEventStore
-from eventstore.testing import identifiers, json_values, store_state_machine
+from eventstore import EventRecord
+from eventstore.testing import check_fold, check_session, transcripts
+from journal import AgentRun, record_run
+from journal.testing import assert_replays, fresh_journal
+
+SESSION = "scenario"
 
 
 class ToolFailed(Exception):
-    """A tool raised; the agent must still answer the call."""
+    """A tool raised."""
 
 
-@dataclass(frozen=True)
-class ToolUse:
-    """One planned call: which tool, its arguments, and whether its first try fails."""
+class Tools:
+    """Answers each call the way the scenario says; counts the calls that really ran."""
 
-    tool: str
-    args: Any
-    fails_first: bool
+    def __init__(self, scenario: list[Any]) -> None:
+        self.answers = {data["id"]: data for kind, data in scenario if kind == "tool_result"}
+        self.ran = 0
+
+    async def run(self, call_id: str) -> Any:
+        self.ran += 1
+        answer = self.answers[call_id]
+        if "error" in answer:
+            raise ToolFailed(answer["error"])
+        return answer["ok"]
 
 
-@dataclass(frozen=True)
-class Turn:
-    text: str
-    plan: list[ToolUse]
+def reduce(state: Counter[str], record: EventRecord) -> Counter[str]:
+    """The agent's state as a fold: how many events of each kind, and failures."""
+    state = state + Counter({record.kind: 1})
+    if record.kind == "tool_result" and "error" in record.data:
+        state["failures"] += 1
+    return state
 
 
 class Agent:
-    """Records each step of each turn as one event of ``session_id``."""
+    """Plays a scenario: records each message, calls each tool, records its answer."""
 
-    def __init__(self, store: EventStore, session_id: str) -> None:
-        self.store = store
-        self.session_id = session_id
-        self.calls = 0
+    def __init__(self, tools: Tools) -> None:
+        self.tools = tools
+        self.state: Counter[str] = Counter()  # kept incrementally, as a real agent would
 
-    async def emit(self, kind: str, data: Any, branch: str = MAIN) -> EventRecord:
-        head = await self.store.head(self.session_id, branch)
-        record = EventRecord.new(self.session_id, branch, head + 1, kind, data)
-        return await self.store.append(record)
+    async def step(self, run: AgentRun, kind: str, data: Any) -> None:
+        self.state = reduce(self.state, await run.record(kind, data))
 
-    async def run_tool(self, use: ToolUse, attempt: int) -> Any:
-        if use.fails_first and attempt == 1:
-            raise ToolFailed(f"{use.tool} timed out")
-        return {"tool": use.tool, "echo": use.args}
+    async def play(self, run: AgentRun, scenario: list[Any]) -> None:
+        for kind, data in scenario:
+            if kind == "tool_call":
+                await self.step(run, kind, data)
+                await self.use_tool(run, data)
+            elif kind != "tool_result":
+                await self.step(run, kind, data)
 
-    async def call(self, use: ToolUse, branch: str = MAIN, attempt: int = 1) -> bool:
-        self.calls += 1
-        call_id = f"call-{self.calls}"
-        await self.emit("tool_call", {"id": call_id, "tool": use.tool, "args": use.args}, branch)
-        try:
-            result = await self.run_tool(use, attempt)
-        except ToolFailed as exc:
-            await self.emit("tool_result", {"id": call_id, "error": str(exc)}, branch)
-            return False
-        await self.emit("tool_result", {"id": call_id, "ok": result}, branch)
-        return True
+    async def use_tool(self, run: AgentRun, call: dict[str, Any]) -> None:
+        async def answer() -> dict[str, Any]:
+            try:
+                return {"id": call["id"], "ok": await self.tools.run(call["id"])}
+            except ToolFailed as exc:
+                # A failure is a result too: the model sees it, and a replay serves it.
+                return {"id": call["id"], "error": str(exc)}
 
-    async def handle(self, turn: Turn) -> None:
-        await self.emit("message", {"role": "user", "text": turn.text})
-        for use in turn.plan:
-            if not await self.call(use):
-                await self.retry(use)
-        await self.emit("message", {"role": "assistant", "text": f"done with {turn.text!r}"})
-
-    async def retry(self, use: ToolUse) -> None:
-        # Fork at the head: the failed call already has its result, so the
-        # retry branch starts with no call pending.
-        branch = f"retry-{self.calls}"
-        await self.store.create_branch(self.session_id, branch)
-        await self.call(use, branch, attempt=2)
-        await self.store.merge_branch(self.session_id, branch, MAIN)
+        result = await run.call("tool_result", call, answer)
+        self.state = reduce(self.state, EventRecord.new(SESSION, "main", 1, "tool_result", result))
 
 
 class ForgetfulAgent(Agent):
-    """The bug: a tool that raises leaves its call without a result."""
+    """The bug: the tool's exception escapes ``run.call``, so its call gets no result."""
 
-    async def call(self, use: ToolUse, branch: str = MAIN, attempt: int = 1) -> bool:
-        self.calls += 1
-        call_id = f"call-{self.calls}"
-        await self.emit("tool_call", {"id": call_id, "tool": use.tool, "args": use.args}, branch)
+    async def use_tool(self, run: AgentRun, call: dict[str, Any]) -> None:
+        async def answer() -> dict[str, Any]:
+            return {"id": call["id"], "ok": await self.tools.run(call["id"])}
+
         try:
-            result = await self.run_tool(use, attempt)
+            result = await run.call("tool_result", call, answer)
         except ToolFailed:
-            return False
-        await self.emit("tool_result", {"id": call_id, "ok": result}, branch)
-        return True
+            return
+        self.state = reduce(self.state, EventRecord.new(SESSION, "main", 1, "tool_result", result))
 
 
-def broken_pairs(history: list[EventRecord]) -> list[str]:
-    """Call ids whose calls do not have exactly one result after them."""
-    calls: Counter[str] = Counter()
-    results: Counter[str] = Counter()
-    problems = []
-    for record in history:
-        if record.kind == "tool_call":
-            calls[record.data["id"]] += 1
-        elif record.kind == "tool_result":
-            call_id = record.data["id"]
-            if calls[call_id] == 0:
-                problems.append(f"{call_id}: result before any call")
-            results[call_id] += 1
-    problems += [f"{i}: {results[i]} results" for i in calls if (calls[i], results[i]) != (1, 1)]
-    return problems
+async def check_agent(agent_type: type[Agent], scenario: list[Any]) -> None:
+    async with fresh_journal() as journal:
+        agent = agent_type(Tools(scenario))
+        async with record_run(journal, SESSION) as run:
+            await agent.play(run, scenario)
+        await check_session(journal, SESSION)
+        check_fold(await journal.read(SESSION), reduce, Counter(), agent.state)
 
-
-async def converse(agent_type: type[Agent], session_id: str, turns: list[Turn]) -> list[str]:
-    async with MemoryEventStore() as store:
-        agent = agent_type(store, session_id)
-        for turn in turns:
-            await agent.handle(turn)
-        problems = []
-        for info in await store.list_branches(session_id):
-            history = await store.read(session_id, info.branch_id)
-            problems += [f"{info.branch_id}/{p}" for p in broken_pairs(history)]
-        return problems
-
-
-tool_uses = st.builds(
-    ToolUse,
-    tool=identifiers(max_size=12),
-    args=json_values(max_leaves=5),
-    fails_first=st.booleans(),
-)
-turns = st.lists(
-    st.builds(Turn, text=st.text(max_size=20), plan=st.lists(tool_uses, max_size=3)),
-    min_size=1,
-    max_size=4,
-)
-quick = settings(max_examples=100, deadline=None, database=None)
+        again = agent_type(Tools(scenario))
+        await assert_replays(journal, SESSION, lambda run: again.play(run, scenario))
+        assert again.tools.ran == 0, f"the replay ran {again.tools.ran} tools"
 
 
 def check(agent_type: type[Agent]) -> None:
-    @quick
-    @given(session_id=identifiers(max_size=24), conversation=turns)
-    def every_call_gets_one_result(session_id: str, conversation: list[Turn]) -> None:
-        problems = asyncio.run(converse(agent_type, session_id, conversation))
-        assert not problems, problems
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(scenario=transcripts())
+    def property_holds(scenario: list[Any]) -> None:
+        asyncio.run(check_agent(agent_type, scenario))
 
-    every_call_gets_one_result()
+    property_holds()
 
 
 def main() -> None:
     check(Agent)
-    print("Agent: every tool call got exactly one result, over 100 generated conversations")
+    print("Agent: invariants, fold and replay hold over 100 generated scenarios")
 
     try:
         check(ForgetfulAgent)
     except AssertionError as exc:
-        print(f"ForgetfulAgent: Hypothesis found the bug: {exc}")
-        # Hypothesis attaches the shrunk, minimal failing input as a note.
+        print(f"ForgetfulAgent: caught: {exc}")
+        # Hypothesis attaches the shrunk, minimal failing scenario as a note.
         for note in getattr(exc, "__notes__", []):
             print("   ", note)
     else:
-        raise SystemExit("the property missed ForgetfulAgent's bug")
-
-    machine = store_state_machine(MemoryEventStore)
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=30,
-            stateful_step_count=20,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
-    print("MemoryEventStore: the kit's state machine agreed with its reference model")
+        raise SystemExit("the properties missed ForgetfulAgent's bug")
 
 
 if __name__ == "__main__":

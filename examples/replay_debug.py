@@ -1,20 +1,20 @@
-"""Replay a recorded agent session step by step: the state at every tool call.
+"""Replay a recorded agent run: find where a fixed agent departs from it, fork, compare.
 
-A debugger's first question about a bad run is "what did the agent know when it
-made that call?". This script folds the session's events into an ``AgentState``
-one event at a time and prints the state just before each tool call. Then it
-jumps straight to one step with ``journal.fold(..., to_sequence=n)``, the way
-you would bisect a long run, and checks both roads lead to the same state.
+A bad run is recorded: the agent computed 25% VAT as ``* 25`` and tried to
+send a 9000 EUR invoice. The fix (``* 1.25``) is checked against the recording
+with :func:`journal.replay`:
 
-Events are typed: one tagged ``msgspec.Struct`` per kind, listed in an
-``EventTypes`` registry that turns them into ``(kind, data)`` for the journal
-and decodes stored records back into them.
+1. the unchanged agent replays with every tool result served from the
+   recording: no tool runs, nothing diverges;
+2. the fixed agent replays until its first different step, the calculator
+   call at step 4; the replay forks ``fixed`` just before it and the fixed
+   agent carries on live there, recorded, while ``main`` stays as it was;
+3. ``journal.diff`` shows both sides since the fork.
 
 Run:
-    python examples/replay_debug.py                         # records a demo session first
-    python examples/replay_debug.py ROOT SESSION [BRANCH]   # replays yours, read-only
-
-The same session from the shell: ``eventstore --root ROOT show SESSION``.
+    python examples/replay_debug.py          # in a temporary directory
+    python examples/replay_debug.py ROOT     # keeps the store in ROOT, then:
+    eventstore --root ROOT diff invoice main fixed
 """
 
 from __future__ import annotations
@@ -22,131 +22,109 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from dataclasses import dataclass, replace
 from typing import Any
 
-import msgspec
+from journal import AgentRun, EventJournal, open_journal, record_run, replay
 
-from eventstore import EventRecord
-from journal import EventJournal, EventTypes, open_journal
-
-
-class Message(msgspec.Struct, tag="message", frozen=True):
-    role: str
-    text: str
+SESSION = "invoice"
+QUESTION = "What do I owe for 3 licences at 120 EUR plus 25% VAT?"
 
 
-class ToolCall(msgspec.Struct, tag="tool_call", frozen=True):
-    tool: str
-    args: dict[str, Any] = {}
+class Tools:
+    """The outside world. Each call is counted: a replay must not make any it has a record of."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def lookup_price(self, item: str) -> dict[str, Any]:
+        self.calls.append(f"lookup_price({item})")
+        return {"unit": 120, "currency": "EUR"}
+
+    async def calculator(self, expression: str) -> float:
+        self.calls.append(f"calculator({expression})")
+        total = 1.0
+        for factor in expression.split("*"):
+            total *= float(factor)
+        return round(total, 2)
+
+    async def send_invoice(self, amount: float) -> dict[str, Any]:
+        self.calls.append(f"send_invoice({amount})")
+        if amount > 1000:
+            return {"error": "amount above the approval limit"}
+        return {"invoice": "INV-7", "amount": amount}
 
 
-class ToolResult(msgspec.Struct, tag="tool_result", frozen=True):
-    tool: str
-    result: Any = None
-    error: str | None = None
+async def use_tool(run: AgentRun, tools: Tools, name: str, **args: Any) -> Any:
+    """A tool step: the call is the agent's decision, the result comes from outside."""
+    await run.record("tool_call", {"tool": name, "args": args})
+    key = {"tool": name, "args": args}
+    return await run.call("tool_result", key, lambda: getattr(tools, name)(**args))
 
 
-TYPES = EventTypes(Message, ToolCall, ToolResult)
+async def agent(run: AgentRun, tools: Tools, vat: str) -> str:
+    await run.record("message", {"role": "user", "text": QUESTION})
+    price = await use_tool(run, tools, "lookup_price", item="licence")
+    total = await use_tool(run, tools, "calculator", expression=f"3 * {price['unit']} * {vat}")
+    sent = await use_tool(run, tools, "send_invoice", amount=total)
+    if "error" in sent:
+        answer = f"I could not invoice {total} EUR: {sent['error']}."
+    else:
+        answer = f"You owe {total} EUR (invoice {sent['invoice']})."
+    await run.record("message", {"role": "assistant", "text": answer})
+    return answer
 
 
-@dataclass(frozen=True)
-class AgentState:
-    """What the agent knew after a step: immutable, so every step can be kept."""
-
-    step: int = 0
-    transcript: tuple[str, ...] = ()
-    results: tuple[tuple[str, Any], ...] = ()
-    errors: tuple[str, ...] = ()
-    calls: int = 0
+def buggy(run: AgentRun, tools: Tools) -> Any:
+    return agent(run, tools, vat="25")
 
 
-def reduce(state: AgentState, record: EventRecord) -> AgentState:
-    """Apply one stored event; kinds this state does not track only advance the step."""
-    state = replace(state, step=record.sequence)
-    if record.kind not in TYPES:
-        return state
-    match TYPES.decode(record):
-        case Message(role=role, text=text):
-            return replace(state, transcript=(*state.transcript, f"{role}: {text}"))
-        case ToolCall():
-            return replace(state, calls=state.calls + 1)
-        case ToolResult(tool=tool, error=str(error)):
-            return replace(state, errors=(*state.errors, f"{tool}: {error}"))
-        case ToolResult(tool=tool, result=result):
-            return replace(state, results=(*state.results, (tool, result)))
-    return state
+def fixed(run: AgentRun, tools: Tools) -> Any:
+    return agent(run, tools, vat="1.25")
 
 
-DEMO_SESSION = "bad-invoice"
-DEMO: list[msgspec.Struct] = [
-    Message("user", "What do I owe for 3 licences at 120 EUR plus 25% VAT?"),
-    ToolCall("lookup_price", {"item": "licence"}),
-    ToolResult("lookup_price", {"unit": 120, "currency": "EUR"}),
-    ToolCall("calculator", {"expression": "3 * 120 * 25"}),
-    ToolResult("calculator", 9000),
-    ToolCall("send_invoice", {"amount": 9000}),
-    ToolResult("send_invoice", error="amount above the approval limit"),
-    Message("assistant", "You owe 9000 EUR."),
-]
+async def demo(journal: EventJournal) -> None:
+    tools = Tools()
+    async with record_run(journal, SESSION) as run:
+        print("recorded:", await buggy(run, tools))
+    print(f"  {len(tools.calls)} tool calls: {', '.join(tools.calls)}")
 
+    tools = Tools()
+    async with replay(journal, SESSION, serve={"tool_result"}) as run:
+        await buggy(run, tools)
+    assert run.divergence is None and tools.calls == []
+    print(f"unchanged agent: {run.served} results served, {len(tools.calls)} tools run")
 
-async def record_demo(journal: EventJournal) -> None:
-    """Record the demo run: the calculator call multiplies by 25 instead of 1.25."""
-    for event in DEMO:
-        await journal.record_typed(DEMO_SESSION, event)
+    tools = Tools()
+    async with replay(journal, SESSION, serve={"tool_result"}, fork_on_divergence="fixed") as run:
+        print("fixed agent:", await fixed(run, tools))
+    divergence = run.divergence
+    assert divergence is not None and divergence.recorded is not None
+    print(f"  diverged at step {divergence.sequence}:")
+    print(f"    recorded  {divergence.recorded.kind} {divergence.recorded.data}")
+    print(f"    agent did {divergence.actual.kind} {divergence.actual.data}")
+    print(
+        f"  {run.served} result served from the recording; live on {run.branch_id!r}: {tools.calls}"
+    )
 
-
-def show_state(state: AgentState) -> None:
-    print(f"       transcript: {list(state.transcript)}")
-    print(f"       results:    {dict(state.results)}")
-    if state.errors:
-        print(f"       errors:     {list(state.errors)}")
-
-
-async def replay(journal: EventJournal, session: str, branch: str) -> int:
-    """Print the state before each tool call; return the number of calls seen."""
-    state = AgentState()
-    before_calls: list[tuple[int, AgentState]] = []
-    async for record in journal.iter_events(session, branch):
-        if record.kind == "tool_call":
-            call = journal.decode(record)
-            assert isinstance(call, ToolCall)
-            print(f"#{record.sequence:<4} {call.tool}({call.args}) — the agent knew:")
-            show_state(state)
-            before_calls.append((record.sequence - 1, state))
-        state = reduce(state, record)
-    print(f"final state after step {state.step}: {state.calls} tool calls")
-    show_state(state)
-    if before_calls:
-        # Jump to one step directly, as you would when bisecting a long run.
-        step, seen = before_calls[-1]
-        jumped = await journal.fold(
-            session, reduce, AgentState(), branch_id=branch, to_sequence=step
-        )
-        assert jumped == seen, (jumped, seen)
-        print(f"fold(to_sequence={step}) gives the same state as the step-by-step replay")
-    return len(before_calls)
+    diff = await journal.diff(SESSION, "main", "fixed")
+    print(f"main and fixed share steps 1..{diff.common_sequence}, then:")
+    for name, records in (("main", diff.only_a), ("fixed", diff.only_b)):
+        for record in records:
+            print(f"  {name:<5} #{record.sequence} {record.kind:<11} {record.data}")
 
 
 async def main(argv: list[str]) -> int:
-    if not argv:
-        with tempfile.TemporaryDirectory() as root:
-            async with open_journal(root, types=TYPES, durability="write") as journal:
-                await record_demo(journal)
-                calls = await replay(journal, DEMO_SESSION, "main")
-        assert calls == 3
-        return 0
-    if len(argv) not in (2, 3):
+    if len(argv) > 1:
         print(__doc__, file=sys.stderr)
         return 2
-    root, session, branch = argv[0], argv[1], argv[2] if len(argv) == 3 else "main"
-    # Read-only: replaying never blocks (or is blocked by) the agent still writing.
-    async with open_journal(root, types=TYPES, read_only=True) as journal:
-        if session not in await journal.list_sessions():
-            print(f"no session {session!r} in {root}", file=sys.stderr)
-            return 2
-        await replay(journal, session, branch)
+    if argv:
+        async with open_journal(argv[0], durability="write") as journal:
+            await demo(journal)
+        print(f"try: eventstore --root {argv[0]} diff {SESSION} main fixed")
+        return 0
+    with tempfile.TemporaryDirectory() as root:
+        async with open_journal(root, durability="write") as journal:
+            await demo(journal)
     return 0
 
 

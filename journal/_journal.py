@@ -38,6 +38,7 @@ from stream import (
     Subscription,
 )
 
+from ._diff import BranchDiff, diff_branches
 from ._typed import EventTypes
 
 __all__ = ("EventJournal", "open_journal")
@@ -558,6 +559,18 @@ class EventJournal:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<EventJournal {state} store={self._store!r}>"
+
+    async def diff(self, session_id: str, branch_a: str, branch_b: str) -> BranchDiff:
+        """The last sequence two branches share and each one's records after it.
+
+        What ``eventstore diff`` prints; see :func:`~journal.replay` for a fork
+        made at a replay's divergence.
+
+        :raises BranchNotFound: if either branch does not exist (``main`` always does).
+        :raises InvalidIdentifier: for a bad id.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        return await diff_branches(self._store, session_id, branch_a, branch_b)
 
 
 def _check_expected(expected_sequence: object) -> None:

@@ -32,6 +32,8 @@ EXAMPLES = [
     Example("quickstart.py", "try: jq", with_root=True),
     Example("fork_and_compare.py", "share steps 1..4, then diverge"),
     Example("fork_and_compare.py", "since step 4, try-flights did", with_root=True),
+    Example("replay_debug.py", "diverged at step 4"),
+    Example("replay_debug.py", "main and fixed share steps 1..3", with_root=True),
 ]
 
 

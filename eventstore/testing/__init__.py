@@ -1,8 +1,10 @@
-"""Test kit: the contract suite, Hypothesis strategies and a store state machine.
+"""Test kit: the contract suite, strategies, a store state machine and an agent-loop kit.
+
+The agent-loop kit: transcript strategies, invariant checks, fresh stores per example.
 
 ``import eventstore.testing`` needs pytest (the contract suite is pytest
 classes); the Hypothesis parts load on first use, so the pytest plugin that
-lives here stays cheap to import.
+lives here stays cheap to import. ``journal.testing`` adds ``fresh_journal``.
 """
 
 import typing as _typing
@@ -12,6 +14,17 @@ from ._contract import FeedContract as FeedContract
 from ._contract import LifecycleContract as LifecycleContract
 from ._contract import PersistentLifecycleContract as PersistentLifecycleContract
 from ._contract import PersistentStoreContract as PersistentStoreContract
+from ._fresh import fresh_file_store as fresh_file_store
+from ._fresh import fresh_store as fresh_store
+from ._invariants import HistorySource as HistorySource
+from ._invariants import InvariantViolation as InvariantViolation
+from ._invariants import branch_histories as branch_histories
+from ._invariants import check_agent_history as check_agent_history
+from ._invariants import check_contiguous as check_contiguous
+from ._invariants import check_fold as check_fold
+from ._invariants import check_nothing_after_end as check_nothing_after_end
+from ._invariants import check_session as check_session
+from ._invariants import check_tool_calls_answered as check_tool_calls_answered
 
 if _typing.TYPE_CHECKING:
     from ._operations import Append as Append
@@ -31,30 +44,57 @@ if _typing.TYPE_CHECKING:
     from ._strategies import json_values as json_values
     from ._strategies import metadata_values as metadata_values
     from ._strategies import timestamps as timestamps
+    from ._transcripts import AgentTranscript as AgentTranscript
+    from ._transcripts import TranscriptFork as TranscriptFork
+    from ._transcripts import forked_transcripts as forked_transcripts
+    from ._transcripts import interleaved_transcripts as interleaved_transcripts
+    from ._transcripts import messages as messages
+    from ._transcripts import tool_exchanges as tool_exchanges
+    from ._transcripts import transcripts as transcripts
+    from ._transcripts import write_transcript as write_transcript
 
 __all__ = (
+    "AgentTranscript",
     "Append",
     "AppendBatch",
     "EventStoreContract",
     "FeedContract",
     "Fork",
+    "HistorySource",
+    "InvariantViolation",
     "Merge",
     "LifecycleContract",
     "Operation",
     "PersistentLifecycleContract",
     "PersistentStoreContract",
+    "TranscriptFork",
     "apply_operation",
     "apply_operations",
+    "branch_histories",
+    "check_agent_history",
+    "check_contiguous",
+    "check_fold",
+    "check_nothing_after_end",
+    "check_session",
+    "check_tool_calls_answered",
     "event_ids",
     "event_kinds",
     "event_records",
+    "forked_transcripts",
+    "fresh_file_store",
+    "fresh_store",
     "hostile_identifiers",
     "identifiers",
+    "interleaved_transcripts",
     "json_values",
+    "messages",
     "metadata_values",
     "operations",
     "store_state_machine",
     "timestamps",
+    "tool_exchanges",
+    "transcripts",
+    "write_transcript",
 )
 
 # Hypothesis-backed names and the module that defines them, imported on first access.
@@ -76,6 +116,14 @@ _LAZY = {
     "json_values": "_strategies",
     "metadata_values": "_strategies",
     "timestamps": "_strategies",
+    "AgentTranscript": "_transcripts",
+    "TranscriptFork": "_transcripts",
+    "forked_transcripts": "_transcripts",
+    "interleaved_transcripts": "_transcripts",
+    "messages": "_transcripts",
+    "tool_exchanges": "_transcripts",
+    "transcripts": "_transcripts",
+    "write_transcript": "_transcripts",
 }
 
 

@@ -14,7 +14,19 @@ Fixtures (function scope, each opened before the test and closed after it):
     a :class:`journal.EventJournal` over a memory store.
 
 They are async fixtures run by pytest-asyncio, in ``strict`` and ``auto`` mode
-alike (under ``strict``, mark the tests ``@pytest.mark.asyncio``).
+alike (under ``strict``, mark the tests ``@pytest.mark.asyncio``). Without
+pytest-asyncio, a test marked ``@pytest.mark.anyio`` gets them from anyio's
+plugin; with neither, requesting one fails with a message saying so.
+
+A ``@given`` test runs its body once per example, so it must not take those
+(Hypothesis's ``function_scoped_fixture`` health check refuses them). It takes
+these instead (session scope, plain functions, no async runner needed):
+
+``fresh_store``
+    :func:`eventstore.testing.fresh_store`: ``async with fresh_store() as store``
+    opens a new store for each example.
+``fresh_journal``
+    :func:`journal.testing.fresh_journal`, the same for a journal.
 """
 
 from __future__ import annotations
@@ -26,13 +38,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..memory import MemoryEventStore
+from ._fresh import fresh_store as _fresh_store
 
 if TYPE_CHECKING:
     from journal import EventJournal
 
     from ..file import FileEventStore
 
-__all__ = ("event_journal", "event_store", "file_event_store")
+__all__ = (
+    "event_journal",
+    "event_store",
+    "file_event_store",
+    "fresh_journal",
+    "fresh_store",
+    "pytest_fixture_setup",
+)
+
+#: The async fixtures, which need a runner.
+_ASYNC_FIXTURES = frozenset({"event_store", "file_event_store", "event_journal"})
 
 _fixture: Callable[..., Any]
 try:
@@ -47,6 +70,32 @@ else:
 def _need_asyncio(name: str) -> None:
     if not _async:
         pytest.fail(f"the {name} fixture needs pytest-asyncio: pip install 'eventjournal[test]'")
+
+
+def _no_runner_message(name: str) -> str:
+    return (
+        f"the {name} fixture is async and no async test runner is active: install "
+        "pytest-asyncio (pip install 'eventjournal[test]'), or mark the test "
+        "@pytest.mark.anyio to run it with anyio's pytest plugin"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> None:
+    """Refuse our async fixtures up front, by name, when nothing can run them.
+
+    Without this, pytest's own error says only that async fixtures are unsupported.
+    """
+    if fixturedef.argname not in _ASYNC_FIXTURES:
+        return
+    plugins = request.config.pluginmanager
+    if plugins.has_plugin("asyncio"):
+        return
+    if plugins.has_plugin("anyio") and "anyio_backend" in request.fixturenames:
+        return
+    pytest.fail(_no_runner_message(fixturedef.argname), pytrace=False)
 
 
 @_fixture
@@ -75,3 +124,17 @@ async def event_journal() -> AsyncIterator[EventJournal]:
 
     async with EventJournal(MemoryEventStore()) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def fresh_store() -> Callable[..., Any]:
+    """:func:`eventstore.testing.fresh_store`, for ``@given`` tests: one store per example."""
+    return _fresh_store
+
+
+@pytest.fixture(scope="session")
+def fresh_journal() -> Callable[..., Any]:
+    """:func:`journal.testing.fresh_journal`, for ``@given`` tests: one journal per example."""
+    from journal.testing import fresh_journal as opener
+
+    return opener

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventstore import BranchInfo, EventRecord
-from eventstore._lineage import segments
 from eventstore.file import FileEventStore
 
+from .._diff import diff_branches
 from ._context import (
     BRANCH,
     EXIT_OK,
@@ -32,7 +32,6 @@ from ._render import branch_state, branch_tree, format_record, format_time, plur
 __all__ = (
     "add_commands",
     "branches",
-    "common_sequence",
     "diff",
     "sessions",
     "show",
@@ -252,21 +251,6 @@ def _human(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def common_sequence(infos: Sequence[BranchInfo], a: str, b: str) -> int:
-    """The last sequence the two branches' histories share (0: nothing)."""
-    common = 0
-    by_id = {info.branch_id: info for info in infos}
-    for (owner_a, first_a, last_a), (owner_b, first_b, last_b) in zip(
-        segments(by_id, a, 1, None), segments(by_id, b, 1, None), strict=False
-    ):
-        if owner_a != owner_b or first_a != first_b:
-            break
-        common = min(last_a, last_b)
-        if last_a != last_b:
-            break
-    return common
-
-
 def _relation(a: BranchInfo, b: BranchInfo, common: int) -> str:
     if b.parent_branch == a.branch_id:
         return f"{b.branch_id} forked from {a.branch_id} at {b.fork_sequence}"
@@ -283,9 +267,8 @@ async def diff(ctx: Context) -> int:
     async with ctx.reader() as store:
         infos = await require_session(store, args.session)
         info_a, info_b = require_branch(infos, args.a), require_branch(infos, args.b)
-        common = common_sequence(infos, args.a, args.b)
-        only_a = await store.read(args.session, args.a, common + 1)
-        only_b = await store.read(args.session, args.b, common + 1)
+        found = await diff_branches(store, args.session, args.a, args.b)
+    common, only_a, only_b = found.common_sequence, found.only_a, found.only_b
     if ctx.json:
         ctx.out.json(
             {

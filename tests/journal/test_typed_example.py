@@ -1,4 +1,4 @@
-"""``examples/replay_debug.py`` runs as a user runs it, on its demo and on a store of ours."""
+"""``examples/fold_steps.py`` runs as a user runs it, on its demo and on a store of ours."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from eventstore import EventRecord
 from eventstore.file import FileEventStore
 
 PROJECT = Path(__file__).resolve().parents[2]
-EXAMPLE = PROJECT / "examples" / "replay_debug.py"
+EXAMPLE = PROJECT / "examples" / "fold_steps.py"
 
 
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
