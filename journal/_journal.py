@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from os import PathLike
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -25,7 +25,6 @@ from eventstore import (
     FileEventStore,
     InvalidEvent,
     MergeResult,
-    SessionInfo,
     StoreClosed,
     new_ulid,
 )
@@ -412,29 +411,6 @@ class EventJournal:
         await self._store.delete_branch(session_id, branch_id)
         self._ended(session_id, branch_id, erased=True)
 
-    async def sessions(
-        self,
-        *,
-        prefix: str | None = None,
-        active_after: datetime | None = None,
-        active_before: datetime | None = None,
-        limit: int | None = None,
-        after: str | None = None,
-    ) -> list[SessionInfo]:
-        """:meth:`EventStore.sessions <eventstore.EventStore.sessions>`.
-
-        :raises TypeError, ValueError, InvalidIdentifier, StorageError, StoreClosed:
-            as the store's.
-        """
-        self._check_open()
-        return await self._store.sessions(
-            prefix=prefix,
-            active_after=active_after,
-            active_before=active_before,
-            limit=limit,
-            after=after,
-        )
-
     async def expire(self, *, idle_for: timedelta) -> list[str]:
         """:meth:`EventStore.expire <eventstore.EventStore.expire>`; the deleted
         sessions' subscriptions end.
@@ -466,6 +442,7 @@ class EventJournal:
     list_branches = _store_method(EventStore.list_branches)
     branch_info = _store_method(EventStore.branch_info)
     list_sessions = _store_method(EventStore.list_sessions)
+    sessions = _store_method(EventStore.sessions)
     read_feed = _store_method(EventStore.read_feed)
     feed_head = _store_method(EventStore.feed_head)
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, Self, TypeVar
 import msgspec
 
 from eventstore import MAIN, EventRecord, InvalidEvent
+from eventstore._json import decode, encode
 
 from ._journal import EventJournal
 from ._typed import JournalError
@@ -121,7 +122,7 @@ def _explain(divergence: Divergence) -> str:
 def _as_json(value: Any, what: str) -> Any:
     """``value`` as it reads back from any store, so live and replayed runs see the same."""
     try:
-        return msgspec.json.decode(msgspec.json.encode(value))
+        return decode(encode(value))
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidEvent(f"{what} is not plain JSON: {exc}") from exc
 

@@ -657,22 +657,25 @@ class FileEventStore(EventStore):
         if self.read_only:
             raise ReadOnlyStore()
 
+    def _open_branch(self, events: list[EventRecord]) -> tuple[Session, Branch] | None:
+        """The loaded, open branch a batch of new ids can go to without the lock, if any."""
+        first = events[0]
+        session = self._cache.get(first.session_id)
+        if session is None or not session.loaded or session.lock.locked():
+            return None
+        branch = session.branches.get(first.branch_id)
+        if branch is None or not branch.loaded or branch.closed or not _unseen(session, events):
+            return None
+        return session, branch
+
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         self._check_writable()
         first = events[0]
-        session = self._cache.get(first.session_id)
-        if session is not None and session.loaded and not session.lock.locked():
-            branch = session.branches.get(first.branch_id)
-            if (
-                branch is not None
-                and branch.loaded
-                and not branch.closed
-                and first.sequence == branch.pending_head + 1
-                and _unseen(session, events)
-            ):
-                stored, pending = self._submit(session, branch, events)
-                await pending
-                return stored
+        fast = self._open_branch(events)
+        if fast is not None and first.sequence == fast[1].pending_head + 1:
+            stored, pending = self._submit(*fast, events)
+            await pending
+            return stored
         async with self._locked(first.session_id) as session:
             stored, written = await self._append_locked(session, events)
         if written is not None:
@@ -684,20 +687,11 @@ class FileEventStore(EventStore):
         # branch never conflict and share the I/O thread's rounds.
         self._check_writable()
         first = events[0]
-        session = self._cache.get(first.session_id)
-        if session is not None and session.loaded and not session.lock.locked():
-            branch = session.branches.get(first.branch_id)
-            if (
-                branch is not None
-                and branch.loaded
-                and not branch.closed
-                and _unseen(session, events)
-            ):
-                stored, pending = self._submit(
-                    session, branch, _numbered(events, branch.pending_head)
-                )
-                await pending
-                return stored
+        fast = self._open_branch(events)
+        if fast is not None:
+            stored, pending = self._submit(*fast, _numbered(events, fast[1].pending_head))
+            await pending
+            return stored
         async with self._locked(first.session_id) as session:
             replayed = await self._replay(session, events)
             if replayed is not None:

@@ -16,6 +16,7 @@ from datetime import datetime
 import msgspec
 
 from .._codec import decode_line
+from .._json import encode
 from .._records import SessionInfo
 from ._index import last_line
 from ._manifest import Manifest, read_manifest
@@ -33,7 +34,6 @@ class _End(msgspec.Struct, array_like=True):
     last_at: datetime | None
 
 
-_encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, _End]).decode
 
 
@@ -111,5 +111,5 @@ def _write_summary(directory: str, ends: dict[str, _End]) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
         with open(fd, "wb") as file:
-            file.write(_encode(ends))
+            file.write(encode(ends))
         os.replace(temp, f"{directory}/{SUMMARY}")

@@ -30,6 +30,7 @@ import asyncpg
 import msgspec
 
 from .._errors import EventStoreError, StorageError
+from .._json import encode
 from .._records import EventRecord
 from .._validate import MAX_SEQUENCE
 from ._rows import record, records
@@ -42,7 +43,6 @@ logger = logging.getLogger("eventstore.postgres")
 #: ``[instance_id, session_id, branch_id, first, last, position]``.
 _Notice = tuple[str, str, str, int, int, int]
 _decode_notice = msgspec.json.Decoder(_Notice).decode
-_encoder = msgspec.json.Encoder()
 
 #: How often an idle listening connection proves it is alive and notes the horizon.
 KEEPALIVE_SECONDS = 5.0
@@ -61,7 +61,7 @@ _CONNECTION_ERRORS = (
 
 def notice_prefix(instance_id: str, session_id: str, branch_id: str) -> str:
     """The start of a NOTIFY payload; SQL appends ``,first,last,position]``."""
-    return _encoder.encode((instance_id, session_id, branch_id)).decode()[:-1]
+    return encode((instance_id, session_id, branch_id)).decode()[:-1]
 
 
 class Listener:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
+from .._json import decode
 from .._records import BranchInfo, EventRecord, SessionInfo
 
 __all__ = ("info", "record", "records", "session_info")
-
-_decode = msgspec.json.decode
 
 
 def record(session_id: str, row: Any) -> EventRecord:
@@ -25,8 +22,8 @@ def record(session_id: str, row: Any) -> EventRecord:
         row["branch_id"],
         row["sequence"],
         row["kind"],
-        _decode(row["data"]),
-        _decode(row["metadata"]),
+        decode(row["data"]),
+        decode(row["metadata"]),
         row["event_id"],
         row["recorded_at"],
         row["position"],

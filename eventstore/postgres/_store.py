@@ -118,6 +118,7 @@ from .._errors import (
     StoreClosed,
 )
 from .._ids import MAIN
+from .._json import encode
 from .._lineage import check_merge, merged_records
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._ulid import new_ulid
@@ -131,7 +132,6 @@ __all__ = ("CATCH_UP_SECONDS", "PostgresEventStore")
 
 logger = logging.getLogger("eventstore.postgres")
 
-_encode = msgspec.json.Encoder().encode
 _replace = msgspec.structs.replace
 #: Stands in for "no upper bound" in range queries.
 _NO_END = MAX_SEQUENCE
@@ -324,8 +324,8 @@ class PostgresEventStore(EventStore):
                 first.sequence,
                 [e.event_id for e in events],
                 [e.kind for e in events],
-                [_encode(e.data).decode() for e in events],
-                [_encode(e.metadata).decode() for e in events],
+                [encode(e.data).decode() for e in events],
+                [encode(e.metadata).decode() for e in events],
                 [e.recorded_at for e in events],
                 notice_prefix(self._instance_id, first.session_id, first.branch_id),
             )
