@@ -12,12 +12,20 @@ cancelling a consumer loses nothing: the next ``__anext__`` re-reads.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from typing import Self
 
-from eventstore import MAIN, EventRecord, EventStore, EventStoreError, check_identifier
+from eventstore import (
+    MAIN,
+    BranchNotFound,
+    EventRecord,
+    EventStore,
+    EventStoreError,
+    check_identifier,
+)
 
 from ._closable import SyncClosable
 from ._hub import (
@@ -35,6 +43,10 @@ __all__ = ("AllSubscription", "BranchSubscription", "Subscription")
 
 #: Records per store read while catching up.
 PAGE_SIZE = 1000
+#: Seconds an idle subscription of a store other processes change (a read-only
+#: file store, PostgreSQL) waits before it asks the store whether its branch was
+#: closed or its session deleted there: no commit announces those.
+ELSEWHERE_CHECK = 1.0
 
 #: Per-branch recovery marks an :class:`AllSubscription` keeps at most.
 _MAX_MARKS = 10_000
@@ -179,6 +191,8 @@ class BranchSubscription(_HubSubscription):
         self._catching_up = True
         #: The branch takes no more events: end once caught up with the store.
         self._final = False
+        #: Other processes may close or delete the branch: ask the store when idle.
+        self._elsewhere = bool(getattr(store, "read_only", False) or store.shared_writers)
 
     @property
     def session_id(self) -> str:
@@ -225,8 +239,15 @@ class BranchSubscription(_HubSubscription):
                 if self._handle.closed or self._final:
                     raise self._stop()
                 waiter = receiver.waiter()
-                if waiter is not None:
+                if waiter is None:
+                    continue
+                if not self._elsewhere:
                     await waiter
+                    continue
+                done, _ = await asyncio.wait((waiter,), timeout=ELSEWHERE_CHECK)
+                if not done and await self._ended_elsewhere():
+                    # What the buffer lacks is in the store (nothing, if it was deleted).
+                    self._final = self._catching_up = True
                 continue
             receiver.popped += 1
             live = queue.popleft()
@@ -269,6 +290,16 @@ class BranchSubscription(_HubSubscription):
         except EventStoreError:
             return False  # not there (yet): it may be created, so wait for it
         return info.closed
+
+    async def _ended_elsewhere(self) -> bool:
+        """Whether another process closed the branch or deleted it (or its session)."""
+        try:
+            info = await self._store.branch_info(*self._key)
+        except BranchNotFound:
+            return self._last > 0  # it had events: deleted, not yet created
+        except EventStoreError:
+            return False
+        return info.closed or info.head < self._last
 
     def __repr__(self) -> str:
         return f"<BranchSubscription {self._key[0]}/{self._key[1]} position={self._last}>"

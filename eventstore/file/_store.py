@@ -455,6 +455,8 @@ class FileEventStore(EventStore):
         stamp, manifest = await self._io.call(self._read_manifest, session)
         if session.loaded and stamp == session.stamp:
             return
+        if manifest is None and session.loaded:
+            session.forget()  # a reader finds the session deleted by the writer
         session.stamp = stamp
         session.exists = manifest is not None
         if manifest is not None:
