@@ -21,6 +21,7 @@ from ._ids import MAIN, check_identifier
 from ._json import encode_sorted
 from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._validate import (
+    SessionQuery,
     check_batch,
     check_event,
     check_feed_args,
@@ -392,7 +393,7 @@ class EventStore(ABC):
         await self._ready()
         if query[3] == 0:
             return []
-        return await self._sessions(*query)
+        return await self._sessions(query)
 
     async def expire(self, *, idle_for: timedelta) -> list[str]:
         """Delete every session whose last activity is older than ``idle_for``.
@@ -672,14 +673,7 @@ class EventStore(ABC):
         """Erase a non-main branch, raising as :meth:`delete_branch` documents."""
         raise NotImplementedError(f"{type(self).__name__} cannot delete branches")
 
-    async def _sessions(
-        self,
-        prefix: str | None,
-        active_after: datetime | None,
-        active_before: datetime | None,
-        limit: int | None,
-        after: str | None,
-    ) -> list[SessionInfo]:
+    async def _sessions(self, query: SessionQuery) -> list[SessionInfo]:
         """A page of :meth:`sessions`; ``limit != 0``, ``prefix`` is non-empty or None."""
         raise NotImplementedError(f"{type(self).__name__} cannot list sessions with their info")
 

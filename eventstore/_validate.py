@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 
@@ -24,6 +25,7 @@ __all__ = (
     "check_range",
     "check_sequence_arg",
     "check_sessions_query",
+    "SessionQuery",
 )
 
 
@@ -134,9 +136,25 @@ def _check_moment(value: object, name: str) -> datetime | None:
     return value
 
 
+class SessionQuery(NamedTuple):
+    """The validated arguments of :meth:`EventStore.sessions`, as its backends get them."""
+
+    prefix: str | None
+    active_after: datetime | None
+    active_before: datetime | None
+    limit: int | None
+    after: str | None
+
+    def active(self, moment: datetime) -> bool:
+        """Whether a last activity at ``moment`` is within the query's bounds."""
+        return (self.active_after is None or moment >= self.active_after) and (
+            self.active_before is None or moment < self.active_before
+        )
+
+
 def check_sessions_query(
     prefix: object, active_after: object, active_before: object, limit: object, after: object
-) -> tuple[str | None, datetime | None, datetime | None, int | None, str | None]:
+) -> SessionQuery:
     """Validate the arguments of :meth:`EventStore.sessions`.
 
     :raises TypeError: for a ``prefix`` that is not a string, or a bound that is not a
@@ -152,7 +170,7 @@ def check_sessions_query(
             raise ValueError("prefix must not be longer than an identifier (128 characters)")
     cap = None if limit is None else check_sequence_arg(limit, "limit", 0)
     start = None if after is None else check_identifier(after, "after")
-    return (
+    return SessionQuery(
         prefix or None,
         _check_moment(active_after, "active_after"),
         _check_moment(active_before, "active_before"),

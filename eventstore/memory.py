@@ -33,6 +33,7 @@ from ._ids import MAIN
 from ._lineage import check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._snapshot import Snapshot
+from ._validate import SessionQuery
 
 __all__ = ("MemoryEventStore",)
 
@@ -365,14 +366,8 @@ class MemoryEventStore(EventStore):
                 other.merged_into = None
                 other.closed_at = other.closed_at or now
 
-    async def _sessions(
-        self,
-        prefix: str | None,
-        active_after: datetime | None,
-        active_before: datetime | None,
-        limit: int | None,
-        after: str | None,
-    ) -> list[SessionInfo]:
+    async def _sessions(self, query: SessionQuery) -> list[SessionInfo]:
+        prefix, _, _, limit, after = query
         out: list[SessionInfo] = []
         for session_id in sorted(self._data):
             if (after is not None and session_id <= after) or (
@@ -380,9 +375,7 @@ class MemoryEventStore(EventStore):
             ):
                 continue
             info = _info(session_id, self._data[session_id])
-            if (active_after is None or info.last_activity >= active_after) and (
-                active_before is None or info.last_activity < active_before
-            ):
+            if query.active(info.last_activity):
                 out.append(info)
                 if len(out) == limit:
                     break

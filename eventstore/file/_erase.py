@@ -20,14 +20,14 @@ import secrets
 import stat
 
 from ._tail import TORN_SUFFIX
+from ._writer import DIRECTORY as _DIRECTORY
+from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
 
 __all__ = ("TOMBSTONE_PREFIX", "bury", "clear_tombstones", "remove_branch_files")
 
 #: Names under the root that start with this are deleted sessions' remains.
 TOMBSTONE_PREFIX = ".deleted."
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def bury(ops: FileOps, root_fd: int, session_id: str, *, sync: bool) -> bool:

@@ -44,6 +44,8 @@ from .._records import EventRecord
 from ._batch import BATCH_END, batch_end
 from ._leftover import leftover_problem
 from ._manifest import read_manifest
+from ._writer import DIRECTORY as _DIRECTORY
+from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
 
 __all__ = (
@@ -68,8 +70,6 @@ HEADER = b"eventjournal feed index v1\n".ljust(ENTRY.size, b"\0")
 ROUND = 1 << 31
 #: Bytes of a branch file read ahead at a time while reading the feed.
 _READ_AHEAD = 64 * 1024
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 class Entry(NamedTuple):

@@ -31,6 +31,8 @@ import msgspec
 from .._errors import CorruptLog
 from .._ids import is_valid_identifier
 from .._json import encode
+from ._writer import DIRECTORY as _DIRECTORY
+from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
 
 __all__ = (
@@ -50,8 +52,6 @@ __all__ = (
 )
 
 MANIFEST = "branches.json"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 #: Positions, sizes and counts: a negative one is damage, refused when decoded.
 Count = Annotated[int, msgspec.Meta(ge=0)]

@@ -61,7 +61,6 @@ import os
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from typing import Literal
 
 import msgspec
@@ -80,6 +79,7 @@ from .._errors import (
 from .._ids import MAIN, check_identifier
 from .._lineage import ancestors, check_merge, merged_records, segments
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
+from .._validate import SessionQuery
 from ._batch import encode_batch
 from ._erase import bury, clear_tombstones, remove_branch_files
 from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entry_bytes
@@ -1322,14 +1322,8 @@ class FileEventStore(EventStore):
         self._feed.blank(streams)
         return buried and found
 
-    async def _sessions(
-        self,
-        prefix: str | None,
-        active_after: datetime | None,
-        active_before: datetime | None,
-        limit: int | None,
-        after: str | None,
-    ) -> list[SessionInfo]:
+    async def _sessions(self, query: SessionQuery) -> list[SessionInfo]:
+        prefix, _, _, limit, after = query
         names = sorted(await self._io.call(list_session_dirs, self.root))
         names = [
             name
@@ -1340,9 +1334,7 @@ class FileEventStore(EventStore):
         for start in range(0, len(names), 64):
             # A page per I/O step, so appends to other sessions are not held up long.
             for info in await self._io.call(self._session_infos, names[start : start + 64]):
-                if (active_after is None or info.last_activity >= active_after) and (
-                    active_before is None or info.last_activity < active_before
-                ):
+                if query.active(info.last_activity):
                     out.append(info)
                     if len(out) == limit:
                         return out

@@ -20,12 +20,12 @@ from .._json import encode
 from .._records import SessionInfo
 from ._index import last_line
 from ._manifest import Manifest, read_manifest
+from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
 
 __all__ = ("SUMMARY", "session_info")
 
 SUMMARY = ".summary.json"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class _End(msgspec.Struct, array_like=True):

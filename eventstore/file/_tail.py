@@ -28,6 +28,8 @@ from ._batch import batch_end
 from ._index import Owner, count_lines, last_line
 from ._leftover import BRANCH_SUFFIX, branch_handle, check_leftover, leftover_problem
 from ._manifest import MANIFEST
+from ._writer import DIRECTORY as _DIRECTORY
+from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps, Writer
 
 __all__ = (
@@ -41,8 +43,6 @@ __all__ = (
 )
 
 TORN_SUFFIX = ".torn"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
 def open_tail(

@@ -28,11 +28,14 @@ from typing import Any
 
 from .._errors import StorageError, StoreClosed
 
-__all__ = ("FileOps", "Writer", "storage_error")
+__all__ = ("DIRECTORY", "NOFOLLOW", "FileOps", "Writer", "storage_error")
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: ``open`` flags every module of the file store uses (0 where the system lacks them).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NOFOLLOW = NOFOLLOW
+_DIRECTORY = DIRECTORY
 
 #: ``done(error)`` runs on the loop before the caller's future is resolved.
 Done = Callable[[BaseException | None], None]

@@ -100,7 +100,6 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
@@ -122,7 +121,7 @@ from .._json import encode
 from .._lineage import check_merge, merged_records
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._ulid import new_ulid
-from .._validate import MAX_SEQUENCE
+from .._validate import MAX_SEQUENCE, SessionQuery
 from ._listen import Listener, notice_prefix
 from ._pool import ConnectionPool
 from ._rows import info, record, records, session_info
@@ -569,14 +568,8 @@ class PostgresEventStore(EventStore):
             rows = await self._pool.fetch(self._sql.session_ids)
         return [row["session_id"] for row in rows]
 
-    async def _sessions(
-        self,
-        prefix: str | None,
-        active_after: datetime | None,
-        active_before: datetime | None,
-        limit: int | None,
-        after: str | None,
-    ) -> list[SessionInfo]:
+    async def _sessions(self, query: SessionQuery) -> list[SessionInfo]:
+        prefix, active_after, active_before, limit, after = query
         prefix = prefix or ""
         if _ID_PREFIX.fullmatch(prefix) is None:
             return []  # no id starts with it
