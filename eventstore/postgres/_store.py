@@ -95,13 +95,15 @@ each write a single-shard transaction::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from operator import attrgetter
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import msgspec
@@ -142,6 +144,41 @@ _ID_PREFIX = re.compile(r"[A-Za-z0-9._-]*")
 CATCH_UP_SECONDS = 2.0
 
 _by_sequence = attrgetter("sequence")
+
+
+#: Attempts of a write PostgreSQL aborted to break a deadlock (it rolled back whole).
+_DEADLOCK_ATTEMPTS = 5
+
+_W = TypeVar("_W")
+_P = ParamSpec("_P")
+
+
+def _deadlock_retried(
+    write: Callable[_P, Coroutine[Any, Any, _W]],
+) -> Callable[_P, Coroutine[Any, Any, _W]]:
+    """Run a write again when PostgreSQL chose it as a deadlock's victim.
+
+    The victim's transaction rolled back whole, so running it again is the same
+    as the first call. Lifecycle and append transactions take their locks in one
+    documented order, but a statement's CTEs may lock rows in any order, so the
+    server's detector stays the last word; this keeps its verdict from reaching
+    the caller as a :class:`StorageError`.
+    """
+
+    @functools.wraps(write)
+    async def retried(*args: _P.args, **kwargs: _P.kwargs) -> _W:
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                return await write(*args, **kwargs)
+            except StorageError as exc:
+                if attempt == _DEADLOCK_ATTEMPTS or not isinstance(
+                    exc.__cause__, asyncpg.exceptions.DeadlockDetectedError
+                ):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+        raise AssertionError("unreachable")
+
+    return retried
 
 
 class PostgresEventStore(EventStore):
@@ -270,6 +307,7 @@ class PostgresEventStore(EventStore):
 
     # -- writes ----------------------------------------------------------------
 
+    @_deadlock_retried
     async def _append_batch(self, events: list[EventRecord]) -> list[EventRecord]:
         with self._errors():
             async with self._pool.acquire() as conn:
@@ -337,6 +375,7 @@ class PostgresEventStore(EventStore):
         base, start = row["base"], row["first"]
         return [_replace(e, sequence=start + i, position=base + i) for i, e in enumerate(events)]
 
+    @_deadlock_retried
     async def _append_next(self, events: list[EventRecord]) -> list[EventRecord]:
         first = events[0]
         with self._errors():
@@ -388,6 +427,7 @@ class PostgresEventStore(EventStore):
             raise BranchClosed(first.session_id, first.branch_id, row["merged_into"])
         return None
 
+    @_deadlock_retried
     async def _create_branch(
         self, session_id: str, branch_id: str, from_branch: str, fork_sequence: int | None
     ) -> BranchInfo:
@@ -423,6 +463,7 @@ class PostgresEventStore(EventStore):
                 await conn.execute(sql.touch_session, session_id)
                 return info(session_id, row)
 
+    @_deadlock_retried
     async def _merge_branch(
         self, session_id: str, source_branch: str, target_branch: str
     ) -> MergeResult:
@@ -471,6 +512,7 @@ class PostgresEventStore(EventStore):
 
     # -- lifecycle -----------------------------------------------------------------
 
+    @_deadlock_retried
     async def _close_branch(self, session_id: str, branch_id: str) -> BranchInfo:
         sql = self._sql
         with self._errors():
@@ -485,6 +527,7 @@ class PostgresEventStore(EventStore):
             raise BranchNotFound(session_id, branch_id)
         return info(session_id, row)
 
+    @_deadlock_retried
     async def _delete_session(self, session_id: str) -> bool:
         sql = self._sql
         with self._errors():
@@ -498,6 +541,7 @@ class PostgresEventStore(EventStore):
                 deleted = await conn.fetchval(sql.delete_session, session_id)
         return bool(deleted)
 
+    @_deadlock_retried
     async def _delete_branch(self, session_id: str, branch_id: str) -> None:
         sql = self._sql
         with self._errors():
