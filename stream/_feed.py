@@ -197,11 +197,16 @@ class FeedPump:
                         # Contiguous from here on: a subscriber below it reads the gap.
                         for state in self._subscribers:
                             state.offer(head, head, ())
-                    page = await self._store.read_feed(self._position, self._page_size)
+                    start = self._position
+                    page = await self._store.read_feed(start, self._page_size)
                 finally:
                     self._reading = False
+                if self._position != start:
+                    # Every subscriber left during the read (``detach`` forgot the
+                    # position) and new ones may have joined: start over at the head.
+                    continue
                 if page and self._subscribers:
-                    self._publish(self._position, page)
+                    self._publish(start, page)
                 if len(page) == self._page_size or self._dirty:
                     continue
                 await self._wake.wait()

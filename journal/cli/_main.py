@@ -31,6 +31,7 @@ from ._context import (
 from ._lifecycle import add_commands as lifecycle_commands
 from ._reading import add_commands as reading_commands
 from ._render import Output
+from ._serve import add_commands as serve_commands
 from ._transfer import add_export, add_import
 from ._verify import add_commands as verify_commands
 from ._writing import add_commands as writing_commands
@@ -45,6 +46,7 @@ GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     writing_commands,
     add_import,
     lifecycle_commands,
+    serve_commands,
 )
 
 

@@ -21,6 +21,7 @@ COMMANDS = [
     "close",
     "delete",
     "expire",
+    "serve",
 ]
 
 
