@@ -7,7 +7,17 @@ from types import FunctionType, ModuleType
 
 import pytest
 
-PACKAGES = ["eventstore", "eventstore.errors", "eventstore.testing", "stream", "journal"]
+PACKAGES = [
+    "eventstore",
+    "eventstore.errors",
+    "eventstore.file",
+    "eventstore.postgres",
+    "eventstore.testing",
+    "stream",
+    "journal",
+    "journal.testing",
+    "journal.web",
+]
 
 
 def public_attributes(module: ModuleType) -> set[str]:
