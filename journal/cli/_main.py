@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from eventstore import CorruptLog, EventStoreError, StorageError
 
+from ._consumers import add_commands as consumer_commands
 from ._context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -45,6 +46,7 @@ GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     writing_commands,
     add_import,
     lifecycle_commands,
+    consumer_commands,
 )
 
 

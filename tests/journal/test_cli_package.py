@@ -21,6 +21,8 @@ COMMANDS = [
     "close",
     "delete",
     "expire",
+    "consumers",
+    "dead-letters",
 ]
 
 
