@@ -6,6 +6,9 @@ latter needs the ``postgres`` extra). The first two are re-exported here.
 """
 
 from ._base import EventStore as EventStore
+from ._consumers import ConsumerInfo as ConsumerInfo
+from ._consumers import ConsumerState as ConsumerState
+from ._consumers import DeadLetter as DeadLetter
 from ._errors import BranchClosed as BranchClosed
 from ._errors import BranchExists as BranchExists
 from ._errors import BranchNotFound as BranchNotFound
@@ -36,7 +39,10 @@ __all__ = (
     "BranchExists",
     "BranchInfo",
     "BranchNotFound",
+    "ConsumerInfo",
+    "ConsumerState",
     "CorruptLog",
+    "DeadLetter",
     "EventRecord",
     "EventStore",
     "EventStoreError",

@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol, Self
 
 import msgspec
 
+from ._consumers import ConsumerInfo, ConsumerState, MemoryConsumerState
 from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
 from ._ids import MAIN, check_identifier
 from ._json import encode_sorted
@@ -339,6 +340,10 @@ class EventStore(ABC):
         the delete leaves the session whole or gone, never half. Waits for the
         session's writes in progress (a pending merge included).
 
+        Consumers' dead letters naming the session go too (their error messages
+        may quote its payloads): on PostgreSQL in the same transaction, elsewhere
+        right after (a crash in between leaves them; deleting again removes them).
+
         :returns: ``True`` if the session existed, ``False`` (a no-op) if not.
         :raises InvalidIdentifier: for a bad id.
         :raises StorageError: if the storage failed; the session is then whole or gone.
@@ -346,7 +351,17 @@ class EventStore(ABC):
         """
         check_identifier(session_id, "session_id")
         await self._ready()
-        return await self._delete_session(session_id)
+        deleted = await self._delete_session(session_id)
+        await self._forget_dead_letters(session_id)
+        return deleted
+
+    async def _forget_dead_letters(self, session_id: str) -> None:
+        for info in await self._consumers():
+            if info.dead_letters:
+                state = await self._consumer_state(info.name)
+                letters = await state.dead_letters()
+                gone = {d.position for d in letters if d.session_id == session_id}
+                await state.remove_dead_letters(gone)
 
     async def delete_branch(self, session_id: str, branch_id: str) -> None:
         """Erase one branch and its own records; records merged from it elsewhere stay.
@@ -541,6 +556,32 @@ class EventStore(ABC):
         await self._ready()
         return await self._feed_head()
 
+    async def consumer_state(self, name: str) -> ConsumerState:
+        """The durable state (checkpoint, dead letters, lease) of the consumer ``name``.
+
+        What ``journal.consumer`` keeps in the store; created empty on first use.
+        The memory store keeps it in memory, the file store under
+        ``<root>/.consumers/`` (writable from a ``read_only`` store), PostgreSQL in
+        its ``consumers`` and ``dead_letters`` tables. A backend that does not
+        override :meth:`_consumer_state` keeps it in this process's memory.
+
+        :raises InvalidIdentifier: for a bad name.
+        :raises StorageError: if the state cannot be opened.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(name, "name")
+        await self._ready()
+        return await self._consumer_state(name)
+
+    async def consumers(self) -> list[ConsumerInfo]:
+        """Every consumer with state in this store, by name.
+
+        :raises StorageError: if the state cannot be read.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        await self._ready()
+        return await self._consumers()
+
     def add_listener(self, listener: StoreListener) -> Callable[[], None]:
         """Be told of every commit: this process's and, where the backend can
         see them, other processes' (a read-only file store following the
@@ -583,6 +624,18 @@ class EventStore(ABC):
         await self._ready()
 
     # -- backend hooks ---------------------------------------------------------
+
+    async def _consumer_state(self, name: str) -> ConsumerState:
+        """Hook: the state of consumer ``name`` (default: kept in this process's memory)."""
+        states: dict[str, ConsumerState] = self.__dict__.setdefault("_consumer_states", {})
+        if name not in states:
+            states[name] = MemoryConsumerState(name)
+        return states[name]
+
+    async def _consumers(self) -> list[ConsumerInfo]:
+        """Hook: every consumer's info, by name (default: those of :meth:`_consumer_state`)."""
+        states: dict[str, ConsumerState] = self.__dict__.get("_consumer_states", {})
+        return [await states[name].info() for name in sorted(states)]
 
     async def _open(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources; called once, before the first operation."""

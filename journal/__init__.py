@@ -4,11 +4,16 @@
 replay the history and continue live with no gap and no duplicate.
 :func:`open_journal` opens one over an embedded file store. :func:`record_run`
 and :func:`replay` record an agent's steps and re-run it against them, serving
-the recorded tool and model results; :meth:`EventJournal.diff` compares branches.
+the recorded tool and model results; :meth:`EventJournal.diff` compares
+branches; :meth:`EventJournal.consumer` processes the global feed durably
+(a :class:`Consumer`, with retries and :class:`DeadLetter` records).
 """
 
+from eventstore import DeadLetter as DeadLetter
 from stream import Subscription as Subscription
 
+from ._consumer import Consumer as Consumer
+from ._consumer import ConsumerBusy as ConsumerBusy
 from ._diff import BranchDiff as BranchDiff
 from ._journal import EventJournal as EventJournal
 from ._journal import open_journal as open_journal
@@ -26,6 +31,9 @@ from ._typed import UnknownEventKind as UnknownEventKind
 __all__ = (
     "AgentRun",
     "BranchDiff",
+    "Consumer",
+    "ConsumerBusy",
+    "DeadLetter",
     "Divergence",
     "EventDecodeError",
     "EventJournal",

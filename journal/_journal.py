@@ -37,6 +37,7 @@ from stream import (
     Subscription,
 )
 
+from ._consumer import Consumer, Handler
 from ._diff import BranchDiff, diff_branches
 from ._typed import EventTypes
 
@@ -531,6 +532,58 @@ class EventJournal:
             kinds=kinds,
             session_ids=session_ids,
             buffer=self._hub.max_buffer_size,
+        )
+
+    def consumer(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        kinds: Iterable[str] | None = None,
+        session_ids: Iterable[str] | None = None,
+        max_attempts: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 60.0,
+        lease_seconds: float = 30.0,
+        wait: bool = True,
+    ) -> Consumer:
+        """A durable consumer: every feed record after its checkpoint, at least once.
+
+        ``handler`` is ``async def handler(event) -> None``, called with each
+        record (filtered by ``kinds`` and ``session_ids``) in position order,
+        one at a time. The checkpoint, the dead letters and the lease live in
+        the store (:meth:`~eventstore.EventStore.consumer_state`), so a restart
+        resumes there; after a crash at most the unacknowledged tail (see
+        :mod:`journal._consumer`) is delivered again: dedupe by ``event_id``.
+        A handler that raises is retried after ``backoff * 2**(n-1)`` seconds
+        (at most ``max_backoff``, scaled by a random factor in ``[0.5, 1)``)
+        until ``max_attempts`` deliveries failed; then the record is stored as
+        a :class:`~eventstore.DeadLetter` and the consumer goes on.
+
+        One instance runs per name across processes, under a lease that lapses
+        ``lease_seconds`` after its holder dies (the file store's lapses when
+        the holder's process ends); another instance waits for it, or raises
+        :class:`ConsumerBusy` with ``wait=False``.
+
+        :raises InvalidIdentifier: for a bad name or session id.
+        :raises ValueError: for a bad ``max_attempts``, ``backoff``,
+            ``max_backoff`` or ``lease_seconds``.
+        :raises TypeError: for ``kinds`` or ``session_ids`` that are not
+            non-empty strings.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        self._check_open()
+        return Consumer(
+            self._store,
+            name,
+            handler,
+            kinds=kinds,
+            session_ids=session_ids,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            lease_seconds=lease_seconds,
+            wait=wait,
         )
 
     def __repr__(self) -> str:

@@ -34,6 +34,10 @@ EXAMPLES = [
     Example("fork_and_compare.py", "since step 4, try-flights did", with_root=True),
     Example("replay_debug.py", "diverged at step 4"),
     Example("replay_debug.py", "main and fixed share steps 1..3", with_root=True),
+    Example("consumer.py", "indexed 7 messages once each, dead-lettered 1", budget=10.0),
+    Example(
+        "consumer.py", "dead letter: support-chat#9 after 3 attempts", with_root=True, budget=10.0
+    ),
 ]
 
 

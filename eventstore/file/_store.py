@@ -9,6 +9,8 @@ Layout::
     <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
     <root>/.deleted.<session_id>.<token>  a deleted session's remains (removed on open)
     <root>/feed.idx, <root>/feed.streams  the global feed's index (:mod:`._feed`)
+    <root>/.consumers/                    consumers' checkpoints, dead letters, leases
+                                          (:mod:`._consumers`; written by read-only stores too)
 
 A fork stores only its own events; its inherited history is read from each
 ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
@@ -66,6 +68,7 @@ from typing import Literal
 import msgspec
 
 from .._base import EventStore, replay, resolve_retry
+from .._consumers import ConsumerInfo, ConsumerState
 from .._errors import (
     BranchClosed,
     BranchExists,
@@ -81,6 +84,7 @@ from .._lineage import ancestors, check_merge, merged_records, segments
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._validate import SessionQuery
 from ._batch import encode_batch
+from ._consumers import FileConsumerState, list_consumers
 from ._erase import bury, clear_tombstones, remove_branch_files
 from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entry_bytes
 from ._follow import Watcher
@@ -256,6 +260,7 @@ class FileEventStore(EventStore):
         self._follow_wanted = False
         #: The highest position a read-only store reported (where following resumes).
         self._seen: int | None = None
+        self._consumer_states: dict[str, FileConsumerState] = {}
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else self.durability
@@ -346,6 +351,8 @@ class FileEventStore(EventStore):
 
     async def _close(self) -> None:
         self._stop_following()
+        for state in self._consumer_states.values():
+            state.close()
         try:
             await self._settle()
         finally:
@@ -354,6 +361,15 @@ class FileEventStore(EventStore):
                     await self._writer.stop()
             finally:
                 self._release()
+
+    async def _consumer_state(self, name: str) -> ConsumerState:
+        if name not in self._consumer_states:
+            self._consumer_states[name] = FileConsumerState(self.root, name, sync=self._sync)
+        return self._consumer_states[name]
+
+    async def _consumers(self) -> list[ConsumerInfo]:
+        names = await asyncio.to_thread(list_consumers, self.root)
+        return [await (await self._consumer_state(name)).info() for name in names]
 
     async def _settle(self) -> None:
         """Wait for the operations under way (new ones already raise StoreClosed).

@@ -22,7 +22,7 @@ __all__ = (
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
 #: The newest layout this code writes; recorded in ``<schema>.schema_version``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Records one transaction may insert: a position is ``xid * MAX_PER_TRANSACTION
 #: + ordinal``, so the ordinal must stay below it.
@@ -108,6 +108,31 @@ _MIGRATIONS: tuple[str, ...] = (
         END IF;
     END $$;
     CREATE INDEX events_position ON {{s}}.events (position);
+    """,
+    # 4: durable consumers (eventstore.postgres._consumers): one row per consumer
+    # holding its checkpoint and lease, and its dead letters keyed by position.
+    """
+    CREATE TABLE {s}.consumers (
+        name              text COLLATE "C" PRIMARY KEY,
+        position          bigint NOT NULL DEFAULT 0,
+        holder            text,
+        lease_expires_at  timestamptz,
+        updated_at        timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE {s}.dead_letters (
+        consumer         text COLLATE "C" NOT NULL,
+        position         bigint NOT NULL,
+        session_id       text COLLATE "C" NOT NULL,
+        branch_id        text COLLATE "C" NOT NULL,
+        sequence         bigint NOT NULL,
+        event_id         text COLLATE "C" NOT NULL,
+        attempts         integer NOT NULL,
+        error_type       text NOT NULL,
+        error_message    text NOT NULL,
+        first_failed_at  timestamptz NOT NULL,
+        last_failed_at   timestamptz NOT NULL,
+        PRIMARY KEY (consumer, position)
+    );
     """,
 )
 
@@ -355,7 +380,8 @@ class Statements:
         self.delete_session = f"""
         WITH e AS (DELETE FROM {s}.events WHERE session_id = $1),
              b AS (DELETE FROM {s}.branches WHERE session_id = $1 RETURNING 1),
-             ss AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING 1)
+             ss AS (DELETE FROM {s}.sessions WHERE session_id = $1 RETURNING 1),
+             d AS (DELETE FROM {s}.dead_letters WHERE session_id = $1)
         SELECT (SELECT count(*) FROM b) + (SELECT count(*) FROM ss) AS deleted"""
         self.session_ids = f"SELECT session_id FROM {s}.sessions ORDER BY session_id"
         # With an activity bound the best plan depends on how many sessions match

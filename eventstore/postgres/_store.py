@@ -37,6 +37,10 @@ and re-appending the same records is safe: the ``UNIQUE (session_id,
 event_id)`` key recognises every id the session holds, so a retry returns the
 stored records (looked up only once an insert was refused).
 
+Consumers (schema version 4): ``consumers`` and ``dead_letters`` hold the
+journal's durable consumers' checkpoints, leases and dead letters
+(:mod:`eventstore.postgres._consumers`).
+
 Lifecycle. Only ``main`` comes into being by an append (an unknown branch is
 :class:`~eventstore.BranchNotFound`); a closed branch refuses appends in the
 same atomic statement. Forks, merges, closes and deletes of one session take a
@@ -109,6 +113,7 @@ import asyncpg
 import msgspec
 
 from .._base import EventStore, replay, resolve_retry
+from .._consumers import ConsumerInfo, ConsumerState
 from .._errors import (
     BranchClosed,
     BranchExists,
@@ -124,6 +129,7 @@ from .._lineage import check_merge, merged_records
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._ulid import new_ulid
 from .._validate import MAX_SEQUENCE, SessionQuery
+from ._consumers import ConsumerStatements, PostgresConsumerState, info_of
 from ._listen import Listener, notice_prefix
 from ._pool import ConnectionPool
 from ._rows import info, record, records, session_info
@@ -216,6 +222,7 @@ class PostgresEventStore(EventStore):
         self._instance_id = new_ulid()
         channel = f"{schema}.events"
         self._sql = Statements(schema, channel)
+        self._consumer_sql = ConsumerStatements(schema)
         self._pool = ConnectionPool(
             self._connect, min_size=min_size, max_size=max_size, acquire_timeout=acquire_timeout
         )
@@ -287,6 +294,14 @@ class PostgresEventStore(EventStore):
                 raise
         if self._want_listen:
             self._listener.start()
+
+    async def _consumer_state(self, name: str) -> ConsumerState:
+        return PostgresConsumerState(name, self._consumer_sql, self._pool, self._errors)
+
+    async def _consumers(self) -> list[ConsumerInfo]:
+        with self._errors():
+            rows = await self._pool.fetch(self._consumer_sql.infos)
+        return [info_of(row) for row in rows]
 
     async def _close(self) -> None:
         await self._listener.stop()

@@ -9,6 +9,7 @@ lives here stays cheap to import. ``journal.testing`` adds ``fresh_journal``.
 
 import typing as _typing
 
+from ._contract import ConsumerStateContract as ConsumerStateContract
 from ._contract import EventStoreContract as EventStoreContract
 from ._contract import FeedContract as FeedContract
 from ._contract import LifecycleContract as LifecycleContract
@@ -57,6 +58,7 @@ __all__ = (
     "AgentTranscript",
     "Append",
     "AppendBatch",
+    "ConsumerStateContract",
     "EventStoreContract",
     "FeedContract",
     "Fork",

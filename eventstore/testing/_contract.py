@@ -29,6 +29,7 @@ import msgspec
 import pytest
 
 from .._base import EventStore
+from .._consumers import DeadLetter
 from .._errors import (
     BranchClosed,
     BranchExists,
@@ -44,6 +45,7 @@ from .._records import EventRecord, utc_now
 from .._ulid import new_ulid
 
 __all__ = (
+    "ConsumerStateContract",
     "EventStoreContract",
     "LifecycleContract",
     "PersistentLifecycleContract",
@@ -1075,3 +1077,83 @@ class FeedContract:
         remove()  # idempotent
         await store.append_next([ev("s1", 1)])
         assert len(heard) == 5
+
+
+def _letter(name: str, position: int, attempts: int = 1, session: str = "s1") -> DeadLetter:
+    now, event_id = utc_now(), new_ulid()
+    where = (session, MAIN, position, event_id)
+    return DeadLetter(name, position, *where, attempts, "E", "m", now, now)
+
+
+class ConsumerStateContract:
+    """Durable consumer state (issue 15): checkpoints, dead letters and leases,
+    the same on every backend; for persistent ones they outlive the store object."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
+        async with store_factory() as opened:
+            yield opened
+
+    async def test_checkpoint_and_dead_letters(self, store: EventStore) -> None:
+        assert await store.consumers() == []
+        state = await store.consumer_state("idx")
+        assert await state.position() == 0
+        await state.save_position(7)
+        await state.save_position(9)
+        assert await state.position() == 9
+        await state.add_dead_letter(_letter("idx", 3))
+        await state.add_dead_letter(_letter("idx", 2))
+        again = _letter("idx", 3, attempts=5)
+        await state.add_dead_letter(again)  # the same position: replaced
+        letters = await state.dead_letters()
+        assert [(d.position, d.attempts) for d in letters] == [(2, 1), (3, 5)]
+        assert letters[1] == again
+        await state.remove_dead_letters({2, 99})
+        assert await state.dead_letters() == [again]
+        other = await store.consumer_state("other")
+        assert await other.dead_letters() == []
+        infos = await store.consumers()
+        assert [(i.name, i.position, i.dead_letters) for i in infos if i.name == "idx"] == [
+            ("idx", 9, 1)
+        ]
+        with pytest.raises(InvalidIdentifier):
+            await store.consumer_state("no/slash")
+
+    async def test_lease_is_exclusive_and_renewable(self, store: EventStore) -> None:
+        state = await store.consumer_state("idx")
+        assert await state.acquire("a", 30)
+        assert await state.acquire("a", 30)  # renewed
+        assert not await state.acquire("b", 30)
+        (info,) = await store.consumers()
+        assert info.holder == "a"
+        await state.release("b")  # not the holder: nothing
+        assert not await state.acquire("b", 30)
+        await state.release("a")
+        assert (await store.consumers())[0].holder is None
+        assert await state.acquire("b", 30)
+        await state.release("b")
+
+    async def test_state_survives_a_reopen(self, store_factory: StoreFactory) -> None:
+        async with store_factory() as store:
+            state = await store.consumer_state("idx")
+            await state.save_position(5)
+            await state.add_dead_letter(_letter("idx", 4))
+            assert await state.acquire("gone", 30)
+        # Closing the store (or its process ending) ends a lease of the file store;
+        # on PostgreSQL the row keeps it until it lapses.
+        async with store_factory() as store:
+            state = await store.consumer_state("idx")
+            if await state.position() == 0:
+                pytest.skip("this backend keeps consumer state in memory")
+            assert await state.position() == 5
+            assert [d.position for d in await state.dead_letters()] == [4]
+            assert [i.name for i in await store.consumers()] == ["idx"]
+
+    async def test_deleting_a_session_drops_its_dead_letters(self, store: EventStore) -> None:
+        await fill(store, "s1", 1)
+        await fill(store, "s2", 1)
+        state = await store.consumer_state("idx")
+        await state.add_dead_letter(_letter("idx", 1, session="s1"))
+        await state.add_dead_letter(_letter("idx", 2, session="s2"))
+        assert await store.delete_session("s1")
+        assert [d.session_id for d in await state.dead_letters()] == ["s2"]

@@ -13,7 +13,8 @@ one line on stderr, never a traceback.
 
 Private modules: ``_context`` (what every command shares), one per command
 group owning its parsers and handlers (``_reading``, ``_writing``, ``_transfer``,
-``_verify``), ``_main`` (the parser and entry point), ``_render`` and ``_progress``.
+``_verify``, ``_lifecycle``, ``_consumers``), ``_main`` (the parser and entry
+point), ``_render`` and ``_progress``.
 """
 
 from ._main import build_parser as build_parser

@@ -36,6 +36,7 @@ __all__ = (
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "NAME",
     "PROG",
     "ROOT_ENV",
     "SESSION",
@@ -185,9 +186,10 @@ def _identifier(field: str) -> Callable[[str], str]:
     return parse
 
 
-#: Argument types: a valid session id, a valid branch id.
+#: Argument types: a valid session id, a valid branch id, a valid consumer name.
 SESSION = _identifier("session_id")
 BRANCH = _identifier("branch_id")
+NAME = _identifier("name")
 
 
 def add_session(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:

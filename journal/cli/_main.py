@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from eventstore import CorruptLog, EventStoreError, StorageError
 
+from ._consumers import add_commands as consumer_commands
 from ._context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -47,6 +48,7 @@ GROUPS: tuple[Callable[[AddCommand], None], ...] = (
     add_import,
     lifecycle_commands,
     serve_commands,
+    consumer_commands,
 )
 
 

@@ -207,12 +207,12 @@ async def test_a_version_1_schema_migrates_and_keeps_its_positions(schema: str, 
         new = await store.append(ev("s1", 3))
         assert new.position > 2
         assert await store.read_feed(after=2) == [new]
-    assert await admin.fetchval(f"SELECT max(version) FROM {s}.schema_version") == 3
+    assert await admin.fetchval(f"SELECT max(version) FROM {s}.schema_version") == SCHEMA_VERSION
 
 
 async def test_a_version_2_schema_migrates_and_keeps_its_lifecycle(schema: str, admin: Any) -> None:
     """Version 2 (closed branches, sessions) as issue 14 left it, upgraded to the feed's 3."""
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3
     s = f'"{schema}"'
     await admin.execute(f"CREATE SCHEMA {s}")
     await admin.execute(
@@ -246,7 +246,7 @@ async def test_a_version_2_schema_migrates_and_keeps_its_lifecycle(schema: str, 
         assert await store.delete_session("s1")
         assert await store.read_feed() == []
     versions = await admin.fetch(f"SELECT version FROM {s}.schema_version ORDER BY version")
-    assert [row[0] for row in versions] == [1, 2, 3]
+    assert [row[0] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
 # -- committed ranges ----------------------------------------------------------------

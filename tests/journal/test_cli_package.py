@@ -22,6 +22,8 @@ COMMANDS = [
     "delete",
     "expire",
     "serve",
+    "consumers",
+    "dead-letters",
 ]
 
 
