@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from eventstore import EventRecord, SequenceConflict, StorageError
-from tests.conftest import PG_DSN, _postgres_factory
+from tests.conftest import PG_DSN
 
 if os.environ.get("CI", "").lower() in ("true", "1"):
     import asyncpg  # under CI a missing driver fails loudly, never skips
@@ -32,20 +32,6 @@ from eventstore.postgres._schema import SCHEMA_VERSION
 ROOT = Path(__file__).resolve().parents[2]
 #: Upper bound for anything that waits on another process or the server.
 DEADLINE = 60
-
-
-@pytest.fixture
-async def schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A fresh schema name on a reachable server, dropped after the test."""
-    async for factory in _postgres_factory(request):
-        yield factory().schema  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Any]:
-    conn = await asyncpg.connect(PG_DSN)
-    yield conn
-    await conn.close()
 
 
 def make_store(schema: str, app: str = "eventjournal", **kwargs: Any) -> PostgresEventStore:

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import asyncpg
-import pytest
 
 from eventstore.postgres import PostgresEventStore
 from eventstore.postgres._schema import _MIGRATIONS, SCHEMA_VERSION
-from tests.conftest import PG_DSN, _postgres_factory
-
-
-@pytest.fixture
-async def schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    async for factory in _postgres_factory(request):
-        yield factory().schema  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Any]:
-    conn = await asyncpg.connect(PG_DSN)
-    yield conn
-    await conn.close()
+from tests.conftest import PG_DSN
 
 
 async def test_a_version_3_schema_gains_the_consumer_tables(schema: str, admin: Any) -> None:

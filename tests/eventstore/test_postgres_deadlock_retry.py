@@ -10,7 +10,7 @@ import pytest
 from eventstore import EventRecord, StorageError
 from eventstore.postgres import PostgresEventStore
 
-from .test_postgres_lifecycle import make_store, schema  # noqa: F401 - the fixture
+from .test_postgres_lifecycle import make_store
 
 pytestmark = pytest.mark.postgres
 
@@ -29,7 +29,7 @@ def _deadlocking(times: int) -> Any:
 
 
 async def test_a_deadlock_victim_is_run_again(
-    schema: str,  # noqa: F811
+    schema: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with make_store(schema) as store:
@@ -40,7 +40,7 @@ async def test_a_deadlock_victim_is_run_again(
 
 
 async def test_a_deadlock_that_persists_is_a_storage_error(
-    schema: str,  # noqa: F811
+    schema: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with make_store(schema) as store:

@@ -9,32 +9,18 @@ collapsed into a re-read, a lost connection recovered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
 import pytest
 
 from eventstore import EventRecord
 from eventstore.postgres import PostgresEventStore, _listen, _store
 from eventstore.postgres._listen import notice_prefix
 from eventstore.postgres._schema import _MIGRATIONS, SCHEMA_VERSION, Statements
-from tests.conftest import PG_DSN, _postgres_factory
+from tests.conftest import PG_DSN
 
 DEADLINE = 30
-
-
-@pytest.fixture
-async def schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    async for factory in _postgres_factory(request):
-        yield factory().schema  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Any]:
-    conn = await asyncpg.connect(PG_DSN)
-    yield conn
-    await conn.close()
 
 
 def make_store(schema: str, app: str = "eventjournal") -> PostgresEventStore:

@@ -47,20 +47,6 @@ StoreFactory = Callable[[], EventStore]
 DEADLINE = 60
 
 
-@pytest.fixture
-async def schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A fresh schema name on a reachable server, dropped after the test."""
-    async for factory in _postgres_factory(request):
-        yield factory().schema  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def admin() -> AsyncIterator[Any]:
-    conn = await asyncpg.connect(PG_DSN)
-    yield conn
-    await conn.close()
-
-
 def make_store(schema: str, app: str = "eventjournal") -> PostgresEventStore:
     return PostgresEventStore(
         PG_DSN, schema=schema, max_size=4, server_settings={"application_name": app}
