@@ -400,19 +400,34 @@ class PostgresEventStore(EventStore):
                     if written is not None:
                         self._deliver(written)
                         return written
-                    rows = await conn.fetch(
-                        self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
-                    )
-                    by_id = {row["event_id"]: record(first.session_id, row) for row in rows}
-                    stored = replay(events, [by_id.get(e.event_id) for e in events])
+                    stored = await self._replayed(conn, events)
                     if stored is not None:
                         return stored
-                    row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
-                    if row is None and first.branch_id != MAIN:
-                        raise BranchNotFound(first.session_id, first.branch_id)
+                    row = await self._branch_row(conn, first)
                     if row is not None and row["closed"]:
                         raise BranchClosed(first.session_id, first.branch_id, row["merged_into"])
         raise StorageError(f"append to {first.session_id}/{first.branch_id} kept losing races")
+
+    async def _replayed(self, conn: Any, events: list[EventRecord]) -> list[EventRecord] | None:
+        """The stored records if the batch was written before (see :func:`replay`)."""
+        first = events[0]
+        rows = await conn.fetch(
+            self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
+        )
+        if not rows:
+            return None
+        by_id = {row["event_id"]: record(first.session_id, row) for row in rows}
+        return replay(events, [by_id.get(e.event_id) for e in events])
+
+    async def _branch_row(self, conn: Any, first: EventRecord) -> Any:
+        """The row of the branch ``first`` goes to; None for a ``main`` not made yet.
+
+        :raises BranchNotFound: for an unknown branch other than ``main``.
+        """
+        row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
+        if row is None and first.branch_id != MAIN:
+            raise BranchNotFound(first.session_id, first.branch_id)
+        return row
 
     async def _settle(self, conn: Any, events: list[EventRecord]) -> list[EventRecord] | None:
         """After a refused insert: the stored records of a retry, or the typed error.
@@ -421,17 +436,10 @@ class PostgresEventStore(EventStore):
         (a concurrent creation), so the insert is worth another try.
         """
         first = events[0]
-        rows = await conn.fetch(
-            self._sql.by_event_ids, first.session_id, [e.event_id for e in events]
-        )
-        if rows:
-            by_id = {row["event_id"]: record(first.session_id, row) for row in rows}
-            stored = replay(events, [by_id.get(e.event_id) for e in events])
-            if stored is not None:
-                return stored
-        row = await conn.fetchrow(self._sql.branch, first.session_id, first.branch_id)
-        if row is None and first.branch_id != MAIN:
-            raise BranchNotFound(first.session_id, first.branch_id)
+        stored = await self._replayed(conn, events)
+        if stored is not None:
+            return stored
+        row = await self._branch_row(conn, first)
         head = 0 if row is None else row["head"]
         if first.sequence != head + 1:
             stored = await self._read_on(
