@@ -20,6 +20,7 @@ from eventstore._json import encode
 
 __all__ = (
     "MODES",
+    "OWN_BASELINES",
     "PAYLOAD",
     "Context",
     "Goal",
@@ -76,6 +77,8 @@ class Sizes:
     subscribers: int
     pg_single: int
     pg_batches: int
+    #: Sessions created (one event each) against as many appends to existing ones.
+    new_sessions: int
 
 
 MODES: dict[str, Sizes] = {
@@ -98,6 +101,7 @@ MODES: dict[str, Sizes] = {
         subscribers=100,
         pg_single=1000,
         pg_batches=50,
+        new_sessions=10_000,
     ),
     "quick": Sizes(
         name="quick",
@@ -118,6 +122,7 @@ MODES: dict[str, Sizes] = {
         subscribers=100,
         pg_single=200,
         pg_batches=10,
+        new_sessions=200,
     ),
     "smoke": Sizes(
         name="smoke",
@@ -138,6 +143,7 @@ MODES: dict[str, Sizes] = {
         subscribers=100,
         pg_single=10,
         pg_batches=2,
+        new_sessions=50,
     ),
 }
 
@@ -163,6 +169,11 @@ class Goal:
         return ratio >= self.value if self.kind == "min_ratio" else ratio <= self.value
 
 
+#: How a ``baseline_name`` starts when the baseline is not the peer: our own
+#: figure in other conditions, the machine's limit, or the rate a workload asked for.
+OWN_BASELINES = ("ours", "limit", "asked")
+
+
 @dataclass
 class Row:
     """One line of the results table.
@@ -185,6 +196,11 @@ class Row:
     #: Set when the figure was measured outside the goal's conditions (e.g. the
     #: writer could not hold the required rate): the goal then counts as missed.
     unmet_condition: str = ""
+
+    @property
+    def peer_baseline(self) -> bool:
+        """Whether the baseline is the peer library's (so absent without it)."""
+        return bool(self.baseline_name) and not self.baseline_name.startswith(OWN_BASELINES)
 
     @property
     def ratio(self) -> float | None:

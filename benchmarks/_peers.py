@@ -5,7 +5,12 @@ Configuration, so the comparison can be checked:
 * SQLite: ``SQLiteDatastore`` on a *file* database with the library's defaults.
   It switches the file to ``journal_mode=WAL`` and leaves ``synchronous`` at
   SQLite's default (FULL, 2): each committed transaction fsyncs the WAL. The
-  values actually in force are read back and stored in the JSON output.
+  peer of ``durability="write"`` is the same datastore with
+  ``synchronous=NORMAL`` (1) set on each of its connections: in WAL mode a
+  commit then writes the WAL without syncing it (synced at checkpoints), so a
+  crash of the process loses nothing and a crash of the machine may lose the
+  last commits, like ``durability="write"``. The values actually in force are
+  read back and stored in the JSON output.
 * POPO: ``POPOAggregateRecorder``, the in-memory recorder.
 * PostgreSQL: ``PostgresDatastore`` + ``PostgresAggregateRecorder`` in a
   scratch schema, dropped afterwards.
@@ -68,21 +73,23 @@ def decode_all(events: Any) -> int:
 class SqlitePeer:
     """An eventsourcing SQLite aggregate recorder over one database file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str | None = None) -> None:
         _persistence()
         from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteDatastore
 
         self.path = path
         self.datastore = SQLiteDatastore(str(path), originator_id_type="text")
+        if synchronous is not None:
+            _set_synchronous(self.datastore, synchronous)
         self.recorder = SQLiteAggregateRecorder(self.datastore)
         self.recorder.create_table()
 
     @classmethod
-    def fresh(cls, path: Path) -> SqlitePeer:
+    def fresh(cls, path: Path, *, synchronous: str | None = None) -> SqlitePeer:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(f"{path}{suffix}")
-        return cls(path)
+        return cls(path, synchronous=synchronous)
 
     def pragmas(self) -> dict[str, Any]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -104,6 +111,25 @@ class SqlitePeer:
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def _set_synchronous(datastore: Any, level: str) -> None:
+    """Run ``PRAGMA synchronous=<level>`` on every connection the datastore's pool makes.
+
+    eventsourcing has no setting for it; its pool makes each connection in
+    ``_create_connection``, so this wraps that (``pragmas()`` reads it back).
+    """
+    if level.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"not a synchronous level: {level!r}")
+    pool = datastore.pool
+    create = pool._create_connection
+
+    def create_with_level() -> Any:
+        conn = create()
+        conn._sqlite_conn.execute(f"PRAGMA synchronous={level}")
+        return conn
+
+    pool._create_connection = create_with_level
 
 
 def popo_recorder() -> Any:

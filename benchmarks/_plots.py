@@ -165,14 +165,19 @@ def _fmt_rate(value: float) -> str:
     return f"{value / 1e3:.3g}k" if value >= 1e3 else f"{value:.3g}"
 
 
+def _peer(row: Doc) -> bool:
+    """Whether the row's baseline is the peer's (older JSON: any name but "ours ...")."""
+    if "peer_baseline" in row:
+        return bool(row["peer_baseline"])
+    return not (row["baseline_name"] or "").startswith("ours")
+
+
 def _throughput(doc: Doc, plt: Any) -> Any:
     """Events per second against the peer, with the physical limit marked."""
     rows = [
         r
         for r in _results(doc)
-        if r["unit"] == "ev/s"
-        and r["ours"]
-        and (r["limit"] or (r["baseline"] and not (r["baseline_name"] or "").startswith("ours")))
+        if r["unit"] == "ev/s" and r["ours"] and (r["limit"] or (r["baseline"] and _peer(r)))
     ]
     if not rows:
         return None
@@ -185,7 +190,7 @@ def _throughput(doc: Doc, plt: Any) -> Any:
     for i, row in enumerate(rows):
         ax.barh(i - 0.2, row["ours"], 0.38, color=OURS, label=once("eventjournal"))
         ax.text(row["ours"], i - 0.2, f" {_fmt_rate(row['ours'])}", va="center", fontsize=7)
-        if row["baseline"]:
+        if row["baseline"] and _peer(row):
             ax.barh(i + 0.2, row["baseline"], 0.38, color=PEER, label=once("peer"))
             ax.text(
                 row["baseline"], i + 0.2, f" {_fmt_rate(row['baseline'])}", va="center", fontsize=7
@@ -198,7 +203,7 @@ def _throughput(doc: Doc, plt: Any) -> Any:
     labels = []
     for row in rows:
         name = textwrap.shorten(row["workload"], 46, placeholder="…")
-        peer = row["baseline_name"] if row["baseline"] else "no peer"
+        peer = row["baseline_name"] if row["baseline"] and _peer(row) else "no peer"
         labels.append(f"{name}\nvs {textwrap.shorten(peer, 40, placeholder='…')}")
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()

@@ -135,6 +135,7 @@ def to_json(rows: list[Row], sizes: Sizes, meta: dict[str, Any]) -> str:
                 "ours": row.ours,
                 "baseline": row.baseline,
                 "baseline_name": row.baseline_name or None,
+                "peer_baseline": row.peer_baseline,
                 "ratio": row.ratio,
                 "limit": row.limit,
                 "goal": row.goal.text if row.goal else None,

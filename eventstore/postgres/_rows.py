@@ -1,8 +1,10 @@
-"""Rows to records for :mod:`eventstore.postgres`, by column name.
+"""Rows to records for :mod:`eventstore.postgres`.
 
-The statements in :mod:`._schema` name the columns these read; asyncpg's
-``Record`` looks them up by name, so a reordered column list cannot shift a
-field silently.
+An events row is read by position, in the order of :data:`EVENT_COLUMNS`,
+which :mod:`._schema` selects from (so the two cannot drift apart): unpacking
+is several times faster than looking nine columns up by name, which counts on
+a 5,000-event read. The other rows (branches, sessions, the feed's) are read
+by column name.
 """
 
 from __future__ import annotations
@@ -12,27 +14,55 @@ from typing import Any
 from .._json import decode
 from .._records import BranchInfo, EventRecord, SessionInfo
 
-__all__ = ("info", "record", "records", "session_info")
+__all__ = ("EVENT_COLUMNS", "info", "record", "records", "session_info")
+
+#: The columns of every statement returning events rows of one session, in
+#: this order (the feed's rows carry ``session_id`` and are read by name).
+EVENT_COLUMNS = (
+    "branch_id",
+    "sequence",
+    "event_id",
+    "kind",
+    "data",
+    "metadata",
+    "recorded_at",
+    "position",
+)
 
 
 def record(session_id: str, row: Any) -> EventRecord:
-    """The :class:`EventRecord` of an events row of ``session_id``."""
+    """The :class:`EventRecord` of an events row of ``session_id`` (:data:`EVENT_COLUMNS`)."""
+    branch_id, sequence, event_id, kind, data, metadata, recorded_at, position = row
     return EventRecord(
         session_id,
-        row["branch_id"],
-        row["sequence"],
-        row["kind"],
-        decode(row["data"]),
-        decode(row["metadata"]),
-        row["event_id"],
-        row["recorded_at"],
-        row["position"],
+        branch_id,
+        sequence,
+        kind,
+        decode(data),
+        # Most records carry no metadata, stored as the text the encoder wrote.
+        {} if metadata == "{}" else decode(metadata),
+        event_id,
+        recorded_at,
+        position,
     )
 
 
 def records(rows: list[Any]) -> list[EventRecord]:
-    """Records of feed rows, which carry their ``session_id``."""
-    return [record(row["session_id"], row) for row in rows]
+    """Records of feed rows, which carry their ``session_id``; read by column name."""
+    return [
+        EventRecord(
+            row["session_id"],
+            row["branch_id"],
+            row["sequence"],
+            row["kind"],
+            decode(row["data"]),
+            decode(row["metadata"]),
+            row["event_id"],
+            row["recorded_at"],
+            row["position"],
+        )
+        for row in rows
+    ]
 
 
 def info(session_id: str, row: Any) -> BranchInfo:

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from .._errors import StorageError
+from ._rows import EVENT_COLUMNS
 
 __all__ = (
     "MAX_PER_TRANSACTION",
@@ -181,9 +182,13 @@ class Statements:
 
     __slots__ = (
         "append_at_head",
+        "append_at_head_one",
         "append_new",
         "append_new_at_head",
+        "append_new_at_head_one",
+        "append_new_one",
         "append_next",
+        "append_next_one",
         "branch",
         "branch_for_share",
         "branch_for_update",
@@ -245,51 +250,61 @@ class Statements:
             ON CONFLICT (session_id) DO UPDATE
                 SET last_activity = greatest(ss.last_activity, {{moment}})"""
 
-        # $3 first sequence, $4..$8 one array per column, $9 the notification
-        # payload's start (instance, session, branch), completed here with the
-        # sequences and the first position, known only here. data and metadata
-        # travel as text and are cast to json, which validates without
-        # un-escaping (json_to_recordset would reject "\u0000"). The events
-        # insert reads from the branch row the first CTE advanced, so the head
-        # check and the insert are one atomic statement: a stale head advances
-        # no row and inserts nothing; the primary key backs it up; the session's
-        # row is upserted from that same branch row. Positions: the xid-based
-        # base plus the ordinal; one insert per transaction.
-        newest = "(SELECT max(r) FROM unnest($8::timestamptz[]) r)"
+        # $3 first sequence, $4..$8 one array per column (or, in the ``*_one``
+        # statements, one value per column: a batch of one skips the arrays and
+        # their unnest, about a third of a single append's server time), $9 the
+        # notification payload's start (instance, session, branch), completed
+        # here with the sequences and the first position, known only here. data
+        # and metadata travel as text and are cast to json, which validates
+        # without un-escaping (json_to_recordset would reject "\u0000"). The
+        # events insert reads from the branch row the first CTE advanced, so the
+        # head check and the insert are one atomic statement: a stale head
+        # advances no row and inserts nothing; the primary key backs it up; the
+        # session's row is upserted from that same branch row. Positions: the
+        # xid-based base plus the ordinal; one insert per transaction.
+        many = (
+            "unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])"
+            " WITH ORDINALITY",
+            "cardinality($4::text[])",
+            "(SELECT max(r) FROM unnest($8::timestamptz[]) r)",
+        )
+        one = (
+            "(SELECT $4::text, $5::text, $6::text, $7::text, $8::timestamptz, 1::bigint)",
+            "1",
+            "$8::timestamptz",
+        )
 
-        def insert_tail(first: str) -> str:
-            return f"""
+        def statements(rows: str, count: str, newest: str) -> tuple[str, str, str, str]:
+            def insert_tail(first: str) -> str:
+                return f"""
         , p AS (SELECT {_XID_BASE} AS base, {first} AS first FROM b)
         , e AS (
             INSERT INTO {s}.events (session_id, branch_id, sequence, event_id, kind, data,
                                     metadata, recorded_at, position)
             SELECT $1, $2, p.first - 1 + u.n, u.event_id, u.kind, u.data::json,
                    u.metadata::json, u.recorded_at, p.base - 1 + u.n
-            FROM p, unnest($4::text[], $5::text[], $6::text[], $7::text[],
-                           $8::timestamptz[])
-                    WITH ORDINALITY AS u(event_id, kind, data, metadata, recorded_at, n)
+            FROM p, {rows} AS u(event_id, kind, data, metadata, recorded_at, n)
         ), t AS ({upsert_session.format(moment=newest, source="b")}
         )
         SELECT p.base, p.first, pg_notify('{channel}', concat_ws(',', $9::text, p.first,
-            p.first - 1 + cardinality($4::text[]), p.base) || ']') FROM p
+            p.first - 1 + {count}, p.base) || ']') FROM p
         """
 
-        count = "cardinality($4::text[])"
-        # "- 1" first: $3 + n would overflow for a batch ending at the largest bigint.
-        new_head = f"$3::bigint - 1 + {count}"
-        # (SELECT true FROM l) is a one-time filter: the lock is held before the
-        # scan reaches the row.
-        self.append_next = f"""
+            # "- 1" first: $3 + n would overflow for a batch ending at the largest bigint.
+            new_head = f"$3::bigint - 1 + {count}"
+            # (SELECT true FROM l) is a one-time filter: the lock is held before the
+            # scan reaches the row.
+            append_next = f"""
         WITH {lock}, b AS (
             UPDATE {s}.branches SET head = {new_head}, updated_at = now()
             WHERE session_id = $1 AND branch_id = $2
               AND head = $3::bigint - 1 AND NOT closed AND (SELECT true FROM l)
             RETURNING head
         ){insert_tail("$3::bigint")}"""
-        # Sequence 1 of main may create it (no other branch comes into being by an
-        # append); ON CONFLICT makes create-or-advance one atomic step, re-checked
-        # against the row's newest version.
-        self.append_new = f"""
+            # Sequence 1 of main may create it (no other branch comes into being by an
+            # append); ON CONFLICT makes create-or-advance one atomic step, re-checked
+            # against the row's newest version.
+            append_new = f"""
         WITH {lock}, b AS (
             INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
                 fork_sequence, head, created_at, updated_at)
@@ -299,16 +314,16 @@ class Statements:
                 WHERE br.head = $3::bigint - 1 AND NOT br.closed
             RETURNING head
         ){insert_tail("$3::bigint")}"""
-        # append_next numbered at acceptance: head + 1.. of the row as locked ($3
-        # unused but typed, so every append statement takes the same arguments).
-        # An existing open branch only: this one; main may be created by the next.
-        self.append_at_head = f"""
+            # append_next numbered at acceptance: head + 1.. of the row as locked ($3
+            # unused but typed, so every append statement takes the same arguments).
+            # An existing open branch only: this one; main may be created by the next.
+            append_at_head = f"""
         WITH {lock}, b AS (
             UPDATE {s}.branches SET head = head + {count} + 0 * $3::bigint, updated_at = now()
             WHERE session_id = $1 AND branch_id = $2 AND NOT closed AND (SELECT true FROM l)
             RETURNING head
         ){insert_tail(f"b.head - {count} + 1")}"""
-        self.append_new_at_head = f"""
+            append_new_at_head = f"""
         WITH {lock}, b AS (
             INSERT INTO {s}.branches AS br (session_id, branch_id, parent_branch,
                 fork_sequence, head, created_at, updated_at)
@@ -318,6 +333,17 @@ class Statements:
                 WHERE NOT br.closed
             RETURNING head
         ){insert_tail(f"b.head - {count} + 1")}"""
+            return append_next, append_new, append_at_head, append_new_at_head
+
+        (self.append_next, self.append_new, self.append_at_head, self.append_new_at_head) = (
+            statements(*many)
+        )
+        (
+            self.append_next_one,
+            self.append_new_one,
+            self.append_at_head_one,
+            self.append_new_at_head_one,
+        ) = statements(*one)
         cols = "branch_id, parent_branch, fork_sequence, head, created_at, merged_into, closed"
         self.head = f"SELECT head FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
         self.branch = f"SELECT {cols} FROM {s}.branches WHERE session_id = $1 AND branch_id = $2"
@@ -406,7 +432,8 @@ class Statements:
         ) c
         ORDER BY p.session_id
         """
-        event_cols = "branch_id, sequence, event_id, kind, data, metadata, recorded_at, position"
+        # The order _rows.record unpacks an events row in.
+        event_cols = ", ".join(EVENT_COLUMNS)
         # Served by the UNIQUE (session_id, event_id) index.
         self.by_event_ids = (
             f"SELECT {event_cols} FROM {s}.events"

@@ -357,30 +357,48 @@ class PostgresEventStore(EventStore):
                 f"{MAX_PER_TRANSACTION}",
             )
         sql = self._sql
+        single = len(events) == 1
         # Only main comes into being by an append (its sequence 1, or append_next).
         if first.branch_id == MAIN:
-            statement = (
-                sql.append_new_at_head
-                if at_head
-                else sql.append_new
-                if first.sequence == 1
-                else sql.append_next
-            )
+            if at_head:
+                statement = sql.append_new_at_head_one if single else sql.append_new_at_head
+            elif first.sequence == 1:
+                statement = sql.append_new_one if single else sql.append_new
+            else:
+                statement = sql.append_next_one if single else sql.append_next
+        elif at_head:
+            statement = sql.append_at_head_one if single else sql.append_at_head
         else:
-            statement = sql.append_at_head if at_head else sql.append_next
+            statement = sql.append_next_one if single else sql.append_next
+        notice = notice_prefix(self._instance_id, first.session_id, first.branch_id)
         try:
-            row = await conn.fetchrow(
-                statement,
-                first.session_id,
-                first.branch_id,
-                first.sequence,
-                [e.event_id for e in events],
-                [e.kind for e in events],
-                [encode(e.data).decode() for e in events],
-                [encode(e.metadata).decode() for e in events],
-                [e.recorded_at for e in events],
-                notice_prefix(self._instance_id, first.session_id, first.branch_id),
-            )
+            if single:
+                # One value per column: the statement needs no arrays to unnest.
+                row = await conn.fetchrow(
+                    statement,
+                    first.session_id,
+                    first.branch_id,
+                    first.sequence,
+                    first.event_id,
+                    first.kind,
+                    encode(first.data).decode(),
+                    encode(first.metadata).decode(),
+                    first.recorded_at,
+                    notice,
+                )
+            else:
+                row = await conn.fetchrow(
+                    statement,
+                    first.session_id,
+                    first.branch_id,
+                    first.sequence,
+                    [e.event_id for e in events],
+                    [e.kind for e in events],
+                    [encode(e.data).decode() for e in events],
+                    [encode(e.metadata).decode() for e in events],
+                    [e.recorded_at for e in events],
+                    notice,
+                )
         except asyncpg.UniqueViolationError:
             # The primary key caught what the head check should have, or the
             # (session_id, event_id) key a stored id: _settle sorts them out.
