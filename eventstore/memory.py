@@ -19,6 +19,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from datetime import datetime
 from operator import attrgetter
+from typing import Any
 
 import msgspec
 
@@ -28,12 +29,14 @@ from ._errors import (
     BranchExists,
     BranchNotFound,
     InvalidBranchOperation,
+    StoreClosed,
 )
+from ._fields import check_fields
 from ._ids import MAIN
 from ._lineage import check_merge, merged_records, segments
 from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
-from ._snapshot import Snapshot
-from ._validate import SessionQuery
+from ._snapshot import _SCALARS, Snapshot
+from ._validate import SessionQuery, check_event
 
 __all__ = ("MemoryEventStore",)
 
@@ -103,6 +106,7 @@ class _Session(dict[str, _Branch]):
 
 
 _position_of = attrgetter("position")
+_replace = msgspec.structs.replace
 
 
 class MemoryEventStore(EventStore):
@@ -113,6 +117,13 @@ class MemoryEventStore(EventStore):
         #: Every stored record in position order (the global feed).
         self._feed: list[Snapshot] = []
         self._position = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # append below inlines _append: a subclass hooking _append (a test's
+        # raced store, say) gets the base's append, which calls it.
+        if cls._append is not MemoryEventStore._append and "append" not in vars(cls):
+            cls.append = EventStore.append  # type: ignore[method-assign]
 
     def _needs_close(self) -> bool:
         return False
@@ -169,6 +180,57 @@ class MemoryEventStore(EventStore):
         if found.count(None) == len(found):
             return None
         return replay(events, [None if kept is None else kept.thaw() for kept in found])
+
+    async def append(self, event: EventRecord) -> EventRecord:
+        """:meth:`EventStore.append`, in one coroutine: the checks and the common case inline.
+
+        The base's ``append`` calls ``check_event`` and then awaits ``_append``:
+        here that is one call to the same checks and no second coroutine, and
+        the stored snapshot reuses the JSON the check made instead of encoding
+        the payload again (together ~40% of an append).
+
+        :raises SequenceConflict, BranchClosed, BranchNotFound, InvalidIdentifier,
+            InvalidEvent, StoreClosed: as :meth:`EventStore.append`.
+        """
+        if type(event) is not EventRecord and not isinstance(event, EventRecord):
+            check_event(event)  # raises InvalidEvent
+        data_json, metadata_json = check_fields(event)
+        if self._closed:
+            raise StoreClosed()
+        if not self._opened:
+            await self.open()
+        session = self._data.get(event.session_id)
+        branch = None if session is None else session.get(event.branch_id)
+        if (
+            session is not None
+            and branch is not None
+            and event.sequence == branch.fork_sequence + len(branch.events) + 1
+            and branch.closed_at is None
+            and event.event_id not in session.ids
+        ):
+            position = self._position = self._position + 1
+            data = event.data
+            # Snapshot.freeze's forms, from the check's JSON: scalars as they are.
+            kept = Snapshot(
+                event.session_id,
+                event.branch_id,
+                event.sequence,
+                event.kind,
+                event.event_id,
+                event.recorded_at,
+                data if data_json is None or type(data) in _SCALARS else data_json,
+                metadata_json,
+                position,
+            )
+            branch.events.append(kept)
+            session.ids[event.event_id] = kept
+            self._feed.append(kept)
+            stored = _replace(event, position=position)
+            if self.__dict__.get("_listeners"):
+                self._committed((stored,))
+            return stored
+        # A new branch, a retry or an error: the batch path sorts them out.
+        return (await self._append_batch([event]))[0]
 
     async def _append(self, event: EventRecord) -> EventRecord:
         session = self._data.get(event.session_id)

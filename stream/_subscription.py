@@ -31,6 +31,7 @@ from ._closable import SyncClosable
 from ._hub import (
     _CLOSED,
     _ENDED,
+    _OPEN,
     EventReceiver,
     EventStreamHub,
     Key,
@@ -212,6 +213,21 @@ class BranchSubscription(_HubSubscription):
 
     async def __anext__(self) -> EventRecord:
         receiver = self._receiver
+        queue = receiver.queue
+        # The live fast path: the next event is buffered, in order, and nothing is
+        # pending, lost or to re-read (a buffered event also means not closed).
+        if (
+            queue
+            and not self._pending
+            and not self._catching_up
+            and self._kinds is None
+            and not receiver.losses
+            and queue[0].sequence == self._last + 1
+        ):
+            live = queue.popleft()
+            receiver.popped += 1
+            self._last = live.sequence
+            return live.thaw()
         while True:
             if self._closed or receiver.state == _CLOSED:
                 # Closed by us, or dropped by the hub: the session was deleted.
@@ -232,11 +248,13 @@ class BranchSubscription(_HubSubscription):
                 continue
             queue = receiver.queue
             if not queue:
-                if self._ending() and not self._final:
-                    # Ended by the hub: what the buffer lacks is in the store.
-                    self._final = self._catching_up = True
-                    continue
-                if self._handle.closed or self._final:
+                if receiver.state != _OPEN:
+                    if self._ending() and not self._final:
+                        # Ended by the hub: what the buffer lacks is in the store.
+                        self._final = self._catching_up = True
+                        continue
+                    raise self._stop()
+                if self._final:
                     raise self._stop()
                 waiter = receiver.waiter()
                 if waiter is None:
