@@ -17,19 +17,31 @@ from typing import ClassVar, Protocol, Self
 import msgspec
 
 from ._consumers import ConsumerInfo, ConsumerState, MemoryConsumerState
-from ._errors import InvalidBranchOperation, InvalidEvent, SequenceConflict, StoreClosed
+from ._errors import (
+    BranchExists,
+    BranchNotFound,
+    InvalidBranchOperation,
+    InvalidEvent,
+    SequenceConflict,
+    StoreClosed,
+)
 from ._ids import MAIN, check_identifier
 from ._json import encode_sorted
+from ._lineage import parents_first
 from ._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from ._validate import (
     SessionQuery,
     check_batch,
     check_event,
+    check_event_id_arg,
     check_feed_args,
     check_idle_for,
+    check_key_arg,
+    check_kinds,
     check_next_batch,
     check_range,
     check_sequence_arg,
+    check_sequences,
     check_sessions_query,
 )
 
@@ -475,6 +487,184 @@ class EventStore(ABC):
             return None
         return start, end, cap
 
+    async def get_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        """The record the session holds with ``event_id``, on any of its branches.
+
+        The stored record, as :meth:`read` returns it (a fork's inherited
+        records keep the branch that wrote them); ``None`` for an unknown
+        session or id. Costs about one lookup, not a scan of the session (the
+        file store builds a per-session index on first use and keeps it current).
+
+        :raises InvalidIdentifier: for a bad session id.
+        :raises TypeError: if ``event_id`` is not a str.
+        :raises ValueError: for an event id no record can carry (empty, over 128
+            characters, NUL).
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_event_id_arg(event_id)
+        await self._ready()
+        return await self._get_event(session_id, event_id)
+
+    async def get_by_key(self, session_id: str, key: str) -> EventRecord | None:
+        """The last written record of the session whose ``metadata["key"] == key``.
+
+        ``key`` is a string the writer chose (a checkpoint id, a framework's
+        event id...); records whose ``metadata["key"]`` is not a str are never
+        found. Every branch counts; if several records carry the key, the one
+        written last (highest feed position) wins. ``None`` if none does. Costs
+        about one lookup, as :meth:`get_event`.
+
+        :raises InvalidIdentifier: for a bad session id.
+        :raises TypeError: if ``key`` is not a str.
+        :raises ValueError: for an empty key or one holding NUL or a lone surrogate.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_key_arg(key)
+        await self._ready()
+        return await self._get_by_key(session_id, key)
+
+    async def read_last(
+        self,
+        session_id: str,
+        branch_id: str = MAIN,
+        *,
+        kinds: Iterable[str] | None = None,
+        limit: int = 1,
+        to_sequence: int | None = None,
+    ) -> list[EventRecord]:
+        """The last ``limit`` records of the branch's logical history, newest first.
+
+        Only records with ``sequence <= to_sequence`` (default: the head) whose
+        ``kind`` is in ``kinds`` (default: every kind) count; a fork's inherited
+        records included. Unknown sessions and branches read as ``[]``. Costs
+        O(records scanned backwards), not O(history).
+
+        :raises InvalidIdentifier: for a bad id.
+        :raises ValueError: for a negative or non-int ``limit`` or ``to_sequence``.
+        :raises TypeError: for ``kinds`` not an iterable of str.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        kind_set = check_kinds(kinds)
+        cap = check_sequence_arg(limit, "limit", 0)
+        end = None if to_sequence is None else check_sequence_arg(to_sequence, "to_sequence", 0)
+        await self._ready()
+        if cap == 0 or end == 0 or kind_set == frozenset():
+            return []
+        return await self._read_last(session_id, branch_id, kind_set, cap, end)
+
+    async def read_at(
+        self, session_id: str, branch_id: str, sequences: Iterable[int]
+    ) -> list[EventRecord | None]:
+        """The records at ``sequences`` of the branch's logical history, in the order asked.
+
+        ``None`` where there is none (sequence 0, beyond the head, an unknown
+        session or branch). One pass over the branch, not one read per item; a
+        sequence asked twice gives the same record object twice.
+
+        :raises InvalidIdentifier: for a bad id.
+        :raises TypeError: if ``sequences`` is not an iterable (or is a str).
+        :raises ValueError: for an item that is not an int in ``0..2**63-1``.
+        :raises StorageError: if the storage failed.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(session_id, "session_id")
+        check_identifier(branch_id, "branch_id")
+        asked = check_sequences(sequences)
+        await self._ready()
+        wanted = sorted({s for s in asked if s > 0})
+        found = await self._read_at(session_id, branch_id, wanted) if wanted else {}
+        return [found.get(s) for s in asked]
+
+    async def copy_session(
+        self,
+        source_session: str,
+        target_session: str,
+        *,
+        branch_id: str | None = None,
+        to_sequence: int | None = None,
+    ) -> list[BranchInfo]:
+        """Fork ``source_session`` into the new session ``target_session``, all or nothing.
+
+        With ``branch_id=None`` every branch is copied with its lineage (parent,
+        fork point, closed or merged state) and its own records. With
+        ``branch_id``, the target's ``main`` is that branch's logical history up
+        to ``to_sequence`` (default: its head), inherited records included.
+
+        The copies keep ``event_id``, ``kind``, ``data``, ``metadata`` and
+        ``recorded_at``, with ``session_id=target_session`` and the source's
+        ``branch_id`` (``main`` in the single-branch form). They are new commits
+        of the target: new feed positions, in the order the source wrote them (so
+        :meth:`get_by_key` finds the same record), seen by listeners and subscribers.
+        The target's branches are created now (``created_at``), so
+        :meth:`expire` counts the copy as fresh activity.
+
+        The records are copied, never shared: deleting or expiring the source
+        later leaves the target whole.
+
+        :returns: the target's branches, sorted by id.
+        :raises BranchExists: ``(target_session, "main")`` if the target session exists.
+        :raises BranchNotFound: for an unknown source branch, or an unknown source
+            session (nothing to copy).
+        :raises InvalidBranchOperation: if ``to_sequence`` is beyond the branch's head,
+            or (PostgreSQL) the copy holds ``2**20`` records or more.
+        :raises InvalidEvent: (file store) if a copied record, under its new session
+            id, exceeds ``max_record_size``.
+        :raises InvalidIdentifier: for a bad id.
+        :raises ValueError: for a bad ``to_sequence``, or one given without ``branch_id``.
+        :raises StorageError: if the storage failed; the target is then absent.
+        :raises StoreClosed: after :meth:`close`.
+        """
+        check_identifier(source_session, "source_session")
+        check_identifier(target_session, "target_session")
+        if branch_id is not None:
+            check_identifier(branch_id, "branch_id")
+        if to_sequence is not None:
+            check_sequence_arg(to_sequence, "to_sequence", 0)
+            if branch_id is None:
+                raise ValueError("to_sequence needs a branch_id: the branch to copy up to it")
+        await self._ready()
+        return await self._copy_session(source_session, target_session, branch_id, to_sequence)
+
+    async def _copy_plan(
+        self, source: str, target: str, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        """The source branches a copy takes, checked: parents first.
+
+        For the single-branch form, one :class:`BranchInfo` of the source branch
+        whose ``head`` is the copy's last sequence.
+
+        :raises BranchExists, BranchNotFound, InvalidBranchOperation: as
+            :meth:`copy_session`.
+        """
+        if await self._list_branches(target):
+            raise BranchExists(target, MAIN)
+        branches = await self._list_branches(source)
+        if branch_id is None:
+            if not branches:
+                raise BranchNotFound(source, MAIN)
+            by_id = {info.branch_id: info for info in branches}
+            return [by_id[name] for name in parents_first(branches)]
+        found = [info for info in branches if info.branch_id == branch_id]
+        if not found:
+            raise BranchNotFound(source, branch_id)
+        info = found[0]
+        if to_sequence is not None:
+            if to_sequence > info.head:
+                raise InvalidBranchOperation(
+                    source,
+                    branch_id,
+                    f"to_sequence {to_sequence} is beyond the head {info.head} of {branch_id!r}",
+                )
+            info = msgspec.structs.replace(info, head=to_sequence)
+        return [info]
+
     async def iter_events(
         self,
         session_id: str,
@@ -694,6 +884,55 @@ class EventStore(ABC):
 
     @abstractmethod
     async def _head(self, session_id: str, branch_id: str) -> int: ...
+
+    # The lookups' defaults scan with ``_read``; every bundled backend overrides them.
+
+    async def _own_records(self, session_id: str) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for info in await self._list_branches(session_id):
+            out.extend(
+                await self._read(session_id, info.branch_id, info.fork_sequence + 1, None, None)
+            )
+        return out
+
+    async def _get_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        """Hook: the record with ``event_id`` in the session, or ``None``."""
+        for record in await self._own_records(session_id):
+            if record.event_id == event_id:
+                return record
+        return None
+
+    async def _get_by_key(self, session_id: str, key: str) -> EventRecord | None:
+        """Hook: the highest-positioned record with ``metadata["key"] == key``, or ``None``."""
+        hits = [r for r in await self._own_records(session_id) if r.metadata.get("key") == key]
+        return max(hits, key=lambda r: r.position, default=None)
+
+    async def _read_last(
+        self,
+        session_id: str,
+        branch_id: str,
+        kinds: frozenset[str] | None,
+        limit: int,
+        end: int | None,
+    ) -> list[EventRecord]:
+        """Hook: :meth:`read_last`; ``limit >= 1``, ``end`` None or >= 1, kinds non-empty."""
+        records = await self._read(session_id, branch_id, 1, end, None)
+        out = [r for r in reversed(records) if kinds is None or r.kind in kinds]
+        return out[:limit]
+
+    async def _read_at(
+        self, session_id: str, branch_id: str, sequences: list[int]
+    ) -> dict[int, EventRecord]:
+        """Hook: the records at ``sequences`` (sorted, unique, >= 1) that exist, by sequence."""
+        records = await self._read(session_id, branch_id, sequences[0], sequences[-1], None)
+        wanted = set(sequences)
+        return {r.sequence: r for r in records if r.sequence in wanted}
+
+    async def _copy_session(
+        self, source: str, target: str, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        """Hook: :meth:`copy_session`, atomic, raising as it documents."""
+        raise NotImplementedError(f"{type(self).__name__} cannot copy sessions")
 
     @abstractmethod
     async def _create_branch(

@@ -70,11 +70,35 @@ def _check_json(value: Any, what: str) -> bytes:
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidEvent(f"{what} is not JSON-encodable: {exc}") from exc
     if not same:
+        where = _bytes_at(value, what)
+        if where is not None:
+            raise InvalidEvent(
+                f"{where} is bytes: payloads are JSON, so base64-encode binary values "
+                "(base64.b64encode(value).decode()) and decode them after reading"
+            )
         raise InvalidEvent(f"{what} does not round-trip through JSON: {value!r:.200}")
     # Each level needs an opening bracket: few brackets, shallow document.
     if encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH and _depth(encoded) > MAX_DEPTH:
         raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects")
     return encoded
+
+
+def _bytes_at(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where ``value`` holds ``bytes`` (or a bytearray, a memoryview), as ``data['a'][0]``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return path
+    if depth > MAX_DEPTH:
+        return None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        found = _bytes_at(item, f"{path}[{key!r}]", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_text(value: str, what: str) -> None:

@@ -18,6 +18,10 @@ __all__ = (
     "MAX_SEQUENCE",
     "check_batch",
     "check_event",
+    "check_event_id_arg",
+    "check_key_arg",
+    "check_kinds",
+    "check_sequences",
     "check_next_batch",
     "check_event_json",
     "check_feed_args",
@@ -219,3 +223,53 @@ def _names(value: object, field: str, ids: bool) -> frozenset[str] | None:
         if ids:
             check_identifier(name, "session_id")
     return names
+
+
+def check_kinds(kinds: object) -> frozenset[str] | None:
+    """Validate a ``kinds`` filter: ``None`` (every kind) or an iterable of str.
+
+    :raises TypeError: for anything else (a bare str is refused).
+    """
+    return _names(kinds, "kinds", False)
+
+
+def check_event_id_arg(value: object) -> str:
+    """Return an event id to look up: a str of 1-128 characters without NUL.
+
+    :raises TypeError: if it is not a str.
+    :raises ValueError: if it could never be stored (empty, too long, NUL).
+    """
+    if type(value) is not str:
+        raise TypeError(f"event_id must be a str, got {type(value).__name__}")
+    if not value or len(value) > 128 or "\x00" in value:
+        raise ValueError(f"event_id must be a string of 1-128 characters, got {value!r:.200}")
+    return value
+
+
+def check_key_arg(value: object) -> str:
+    """Return a ``metadata["key"]`` to look up: a non-empty str without NUL or lone surrogate.
+
+    :raises TypeError: if it is not a str.
+    :raises ValueError: if it is empty or holds NUL or a lone surrogate.
+    """
+    if type(value) is not str:
+        raise TypeError(f"key must be a str, got {type(value).__name__}")
+    if not value or "\x00" in value:
+        raise ValueError(f"key must be a non-empty string without NUL, got {value!r:.200}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"key is not valid Unicode: {value!r:.200}") from None
+    return value
+
+
+def check_sequences(sequences: object) -> list[int]:
+    """Validate the sequences of :meth:`~eventstore.EventStore.read_at`.
+
+    :raises TypeError: if ``sequences`` is not an iterable (a str or bytes is refused).
+    :raises ValueError: for an item that is not an int in ``0..MAX_SEQUENCE``.
+    """
+    if isinstance(sequences, str | bytes) or not hasattr(sequences, "__iter__"):
+        raise TypeError(f"sequences must be an iterable of int, got {type(sequences).__name__}")
+    return [check_sequence_arg(s, "sequence", 0) for s in sequences]

@@ -96,13 +96,29 @@ class _Branch:
 class _Session(dict[str, _Branch]):
     """A session's branches by id, with one index of its event ids for all of them."""
 
-    __slots__ = ("ids",)
+    __slots__ = ("by_key", "ids")
 
     def __init__(self) -> None:
         super().__init__()
         #: event id -> its stored record. Ids are unique in a session, so one
         #: lookup answers for every branch (the idempotent-retry rule's question).
         self.ids: dict[str, Snapshot] = {}
+        #: ``metadata["key"]`` (a str) -> the last record written with it.
+        self.by_key: dict[str, Snapshot] = {}
+
+    def index_keys(self, records: list[EventRecord], kept: list[Snapshot]) -> None:
+        keys = self.by_key
+        for record, snapshot in zip(records, kept, strict=True):
+            if record.metadata:
+                key = record.metadata.get("key")
+                if type(key) is str:
+                    keys[key] = snapshot
+
+    def reindex_keys(self) -> None:
+        """Rebuild :attr:`by_key` from the branches (after some of them went)."""
+        self.by_key.clear()
+        kept = sorted((k for branch in self.values() for k in branch.events), key=_position_of)
+        self.index_keys([k.thaw() for k in kept], kept)
 
 
 _position_of = attrgetter("position")
@@ -164,7 +180,9 @@ class MemoryEventStore(EventStore):
         kept = [Snapshot.freeze(event, position=p) for p, event in enumerate(events, first)]
         branch.events.extend(kept)
         self._feed.extend(kept)
-        self._data[session_id].ids.update([(k.event_id, k) for k in kept])
+        session = self._data[session_id]
+        session.ids.update([(k.event_id, k) for k in kept])
+        session.index_keys(events, kept)
         replace = msgspec.structs.replace
         stored = [replace(event, position=p) for p, event in enumerate(events, first)]
         self._committed(stored)
@@ -247,6 +265,10 @@ class MemoryEventStore(EventStore):
             kept = Snapshot.freeze(event, position=position)
             branch.events.append(kept)
             session.ids[event.event_id] = kept
+            if event.metadata:
+                key = event.metadata.get("key")
+                if type(key) is str:
+                    session.by_key[key] = kept
             self._feed.append(kept)
             stored = msgspec.structs.replace(event, position=position)
             if self.__dict__.get("_listeners"):
@@ -421,12 +443,114 @@ class MemoryEventStore(EventStore):
             del session.ids[kept.event_id]
         gone = {id(kept) for kept in branch.events}
         self._feed = [kept for kept in self._feed if id(kept) not in gone]
+        if any(id(kept) in gone for kept in session.by_key.values()):
+            session.reindex_keys()
         now = utc_now()
         for other in session.values():
             if other.merged_into == branch_id:
                 # Still closed, merged into a branch that is no more.
                 other.merged_into = None
                 other.closed_at = other.closed_at or now
+
+    # -- lookups -----------------------------------------------------------------
+
+    async def _get_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        session = self._data.get(session_id)
+        kept = None if session is None else session.ids.get(event_id)
+        return None if kept is None else kept.thaw()
+
+    async def _get_by_key(self, session_id: str, key: str) -> EventRecord | None:
+        session = self._data.get(session_id)
+        kept = None if session is None else session.by_key.get(key)
+        return None if kept is None else kept.thaw()
+
+    async def _read_last(
+        self,
+        session_id: str,
+        branch_id: str,
+        kinds: frozenset[str] | None,
+        limit: int,
+        end: int | None,
+    ) -> list[EventRecord]:
+        branches = self._data.get(session_id)
+        if branches is None or branch_id not in branches:
+            return []
+        out: list[EventRecord] = []
+        for owner, first, last in reversed(segments(branches, branch_id, 1, end)):
+            own = branches[owner]
+            base = own.fork_sequence + 1
+            for index in range(last - base, first - base - 1, -1):
+                kept = own.events[index]
+                if kinds is None or kept.kind in kinds:
+                    out.append(kept.thaw())
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    async def _read_at(
+        self, session_id: str, branch_id: str, sequences: list[int]
+    ) -> dict[int, EventRecord]:
+        branches = self._data.get(session_id)
+        if branches is None or branch_id not in branches:
+            return {}
+        found: dict[int, EventRecord] = {}
+        parts = segments(branches, branch_id, sequences[0], sequences[-1])
+        at = 0
+        for sequence in sequences:
+            while at < len(parts) and parts[at][2] < sequence:
+                at += 1
+            if at == len(parts):
+                break
+            owner, first, _ = parts[at]
+            if sequence >= first:
+                own = branches[owner]
+                found[sequence] = own.events[sequence - own.fork_sequence - 1].thaw()
+        return found
+
+    async def _copy_session(
+        self, source: str, target: str, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        # Nothing awaits once the plan is made: the copy is atomic on the event loop.
+        plan = await self._copy_plan(source, target, branch_id, to_sequence)
+        session = self._data[source]
+        replace = msgspec.structs.replace
+        copied = _Session()
+        batches: list[tuple[_Branch, list[EventRecord]]] = []
+        if branch_id is not None:
+            info = plan[0]
+            records = await self._read(source, info.branch_id, 1, info.head, None)
+            branch = _Branch(None, 0)
+            copied[MAIN] = branch
+            batches.append(
+                (branch, [replace(r, session_id=target, branch_id=MAIN) for r in records])
+            )
+        else:
+            for info in plan:
+                own = session[info.branch_id]
+                branch = _Branch(own.parent_branch, own.fork_sequence)
+                branch.merged_into = own.merged_into
+                branch.closed_at = own.closed_at
+                copied[info.branch_id] = branch
+                records = [kept.thaw() for kept in own.events]
+                batches.append((branch, [replace(r, session_id=target) for r in records]))
+        # In the source's write order, so "the last written" of a key stays the same.
+        pairs = sorted(
+            ((branch, r) for branch, records in batches for r in records),
+            key=lambda pair: pair[1].position,
+        )
+        first = self._position + 1
+        self._position += len(pairs)
+        out = [replace(r, position=p) for p, (_, r) in enumerate(pairs, first)]
+        kept = [Snapshot.freeze(r) for r in out]
+        for (branch, _), snapshot in zip(pairs, kept, strict=True):
+            branch.events.append(snapshot)
+        self._data[target] = copied
+        self._feed.extend(kept)
+        copied.ids.update([(k.event_id, k) for k in kept])
+        copied.index_keys(out, kept)
+        if out:
+            self._committed(out)
+        return [copied[name].info(target, name) for name in sorted(copied)]
 
     async def _sessions(self, query: SessionQuery) -> list[SessionInfo]:
         prefix, _, _, limit, after = query

@@ -446,6 +446,11 @@ class EventJournal:
     sessions = _store_method(EventStore.sessions)
     read_feed = _store_method(EventStore.read_feed)
     feed_head = _store_method(EventStore.feed_head)
+    get_event = _store_method(EventStore.get_event)
+    get_by_key = _store_method(EventStore.get_by_key)
+    read_last = _store_method(EventStore.read_last)
+    read_at = _store_method(EventStore.read_at)
+    copy_session = _store_method(EventStore.copy_session)
 
     async def fold(
         self,

@@ -17,6 +17,9 @@ PACKAGES = [
     "journal",
     "journal.testing",
     "journal.web",
+    "journal.integrations.langgraph",
+    "journal.integrations.openai_agents",
+    "journal.integrations.adk",
 ]
 
 

@@ -38,6 +38,11 @@ EXAMPLES = [
     Example(
         "consumer.py", "dead letter: support-chat#9 after 3 attempts", with_root=True, budget=10.0
     ),
+    # Importing the agent SDKs alone takes 1-3 s.
+    Example("openai_agents_session.py", "main branch still ends with: For Lisbon", budget=10.0),
+    Example("openai_agents_session.py", "(removes #4)", with_root=True, budget=10.0),
+    Example("adk_session.py", "'app:visits': 4, 'user:visits': 3, 'visits': 2", budget=10.0),
+    Example("adk_session.py", "sessions: ana@example.com/chat 1", with_root=True, budget=10.0),
 ]
 
 

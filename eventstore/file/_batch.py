@@ -35,6 +35,11 @@ class _Marker(msgspec.Struct):
 _marker_decoder = msgspec.json.Decoder(_Marker)
 
 
+def _suggest(size: int) -> int:
+    """A round limit above ``size``: the next power of two."""
+    return 1 << (size - 1).bit_length()
+
+
 def encode_batch(
     events: Sequence[EventRecord], max_record_size: int, ends: list[int] | None = None
 ) -> bytes:
@@ -54,7 +59,10 @@ def encode_batch(
         size = len(buf) - start + 1
         if size > max_record_size:
             raise InvalidEvent(
-                f"record {event.sequence} is {size} bytes, above max_record_size {max_record_size}"
+                f"record {event.sequence} is {size} bytes, above max_record_size "
+                f"{max_record_size} (the file store's limit per encoded record): store large "
+                "payloads elsewhere and record a reference, or raise the limit with "
+                f"FileEventStore(..., max_record_size={_suggest(size)})"
             )
         if n == last:
             buf += b"\n"

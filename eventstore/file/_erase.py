@@ -7,6 +7,10 @@ unlinked. A crash before the rename leaves the session whole; after it, the
 session is gone and the next writer to open the root removes what is left of
 the tombstone (:func:`clear_tombstones`).
 
+A copied session (``copy_session``) is written under a hidden
+``<root>/.copying.<session_id>.<token>`` and renamed into place; what a crash
+leaves of one is removed on open too (:func:`clear_copies`).
+
 A deleted branch is first dropped from the manifest, which records its name in
 ``deleted`` until its files are unlinked; a session load finishes that removal
 (:func:`remove_branch_files`) should a crash strike in between.
@@ -24,10 +28,20 @@ from ._writer import DIRECTORY as _DIRECTORY
 from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
 
-__all__ = ("TOMBSTONE_PREFIX", "bury", "clear_tombstones", "remove_branch_files")
+__all__ = (
+    "COPY_PREFIX",
+    "TOMBSTONE_PREFIX",
+    "bury",
+    "clear_copies",
+    "clear_tombstones",
+    "remove_branch_files",
+    "remove_tree",
+)
 
 #: Names under the root that start with this are deleted sessions' remains.
 TOMBSTONE_PREFIX = ".deleted."
+#: A session being copied is written under this name, then renamed to its own.
+COPY_PREFIX = ".copying."
 
 
 def bury(ops: FileOps, root_fd: int, session_id: str, *, sync: bool) -> bool:
@@ -60,6 +74,18 @@ def clear_tombstones(ops: FileOps, root_fd: int) -> list[str]:
             _remove_tree(ops, root_fd, name)
             found.append(name[len(TOMBSTONE_PREFIX) :].rpartition(".")[0])
     return found
+
+
+def clear_copies(ops: FileOps, root_fd: int) -> None:
+    """Remove copies a crash cut short before they were renamed into place (on open)."""
+    for name in os.listdir(root_fd):
+        if name.startswith(COPY_PREFIX):
+            _remove_tree(ops, root_fd, name)
+
+
+def remove_tree(ops: FileOps, parent_fd: int, name: str) -> None:
+    """``rm -r parent/name`` without following links; absent is fine."""
+    _remove_tree(ops, parent_fd, name)
 
 
 def remove_branch_files(ops: FileOps, directory: str, names: list[str], *, sync: bool) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from .._ids import is_valid_identifier
 from .._records import BranchInfo
 from ._index import SparseIndex
 from ._manifest import MANIFEST, BranchMeta, Manifest, PendingMerge
+
+if TYPE_CHECKING:
+    from ._lookup import Lookup
 
 __all__ = ("Branch", "Session", "list_session_dirs", "manifest_stamp")
 
@@ -109,6 +113,7 @@ class Session:
         "inflight",
         "loaded",
         "lock",
+        "lookup",
         "pending_merge",
         "session_id",
         "stamp",
@@ -130,6 +135,8 @@ class Session:
         #: Operations using the session right now, and writes not yet answered.
         self.users = 0
         self.inflight = 0
+        #: The lookup index (:class:`~eventstore.file._lookup.Lookup`), once built.
+        self.lookup: Lookup | None = None
 
     def idle(self) -> bool:
         return not self.users and not self.inflight and not self.lock.locked()
@@ -139,7 +146,11 @@ class Session:
         branches: dict[str, Branch] = {}
         for meta in manifest.branches:
             known = self.branches.get(meta.branch_id)
-            if known is not None and known.fork_sequence == meta.fork_sequence:
+            if (
+                known is not None
+                and known.fork_sequence == meta.fork_sequence
+                and known.meta.created_at == meta.created_at
+            ):
                 known.meta = meta
                 branches[meta.branch_id] = known
             else:
@@ -156,6 +167,7 @@ class Session:
         self.stamp = None
         self.pending_merge = None
         self.deleted = []
+        self.lookup = None
 
     def manifest(self) -> Manifest:
         """The manifest to write now, each loaded branch's durable head noted in it."""

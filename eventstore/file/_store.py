@@ -8,6 +8,7 @@ Layout::
     <root>/<session_id>/<branch_id>.jsonl.torn   torn tails cut off after a crash
     <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
     <root>/.deleted.<session_id>.<token>  a deleted session's remains (removed on open)
+    <root>/.copying.<session_id>.<token>  a copy cut short by a crash (removed on open)
     <root>/feed.idx, <root>/feed.streams  the global feed's index (:mod:`._feed`)
     <root>/.consumers/                    consumers' checkpoints, dead letters, leases
                                           (:mod:`._consumers`; written by read-only stores too)
@@ -46,6 +47,17 @@ listeners follows the writer process through the index (:mod:`._follow`).
 Records of a root written before the feed existed carry position 0 and are
 not in the feed.
 
+Lookups (``get_event``, ``get_by_key``): each cached session builds, on its
+first lookup, an index of every event id and ``metadata["key"]`` of its
+branches' own records (:mod:`._lookup`, one read of the session), then reads
+only what the branches gained since; an evicted session builds it again, a
+read-only store catches up from the files. ``read_last`` reads backwards in
+growing chunks located through each branch's sparse index; ``read_at`` reads
+runs of near sequences in one pass. ``copy_session`` writes the new session
+under ``.copying.<id>.<token>`` (one write and sync per branch file, the
+manifest last, then the feed entries) and renames the directory into place:
+the rename is the commit, so a failure or a crash leaves no target.
+
 Retries: each branch keeps the ids of its last ``IDEMPOTENCY_WINDOW`` (10,000)
 records in memory (:mod:`eventstore.file._id_window`), so an append checks its ids
 with a dict lookup per branch of the session. The first write to a session
@@ -60,6 +72,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -80,18 +93,26 @@ from .._errors import (
     StoreClosed,
 )
 from .._ids import MAIN, check_identifier
-from .._lineage import ancestors, check_merge, merged_records, segments
+from .._lineage import ancestors, check_merge, merged_records, parents_first, segments
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._validate import SessionQuery
 from ._batch import encode_batch
 from ._consumers import FileConsumerState, list_consumers
-from ._erase import bury, clear_tombstones, remove_branch_files
+from ._erase import (
+    COPY_PREFIX,
+    bury,
+    clear_copies,
+    clear_tombstones,
+    remove_branch_files,
+    remove_tree,
+)
 from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entry_bytes
 from ._follow import Watcher
 from ._id_window import forget, recent_ids, remember
 from ._index import SPACING, Owner, read_chunk
 from ._leftover import LINK_REFUSED, check_unnamed
 from ._lock import acquire_lock, release_lock
+from ._lookup import Lookup
 from ._manifest import (
     MANIFEST,
     BranchMeta,
@@ -106,7 +127,7 @@ from ._manifest import (
 from ._session import Branch, Session, list_session_dirs, manifest_stamp
 from ._summary import session_info
 from ._tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
-from ._writer import FileOps, Writer
+from ._writer import DIRECTORY, NOFOLLOW, FileOps, Writer
 
 __all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 
@@ -116,6 +137,13 @@ _READ_BUDGET = 256 * 1024
 _FEED_STEP = 4096
 
 _replace = msgspec.structs.replace
+
+#: Records ``read_last`` reads in its first step backwards; each next step reads
+#: four times more, up to :data:`_BACK_MAX`.
+_BACK_FIRST = 32
+_BACK_MAX = 4096
+#: Sequences ``read_at`` reads through rather than locating the next one anew.
+_AT_GAP = 32
 
 
 def _numbered(events: list[EventRecord], head: int) -> list[EventRecord]:
@@ -343,6 +371,7 @@ class FileEventStore(EventStore):
             if lock_fd is not None:
                 # Sessions deleted when a crash struck: gone already, their files go now.
                 self._buried = clear_tombstones(self._ops, root_fd)
+                clear_copies(self._ops, root_fd)
         except OSError as exc:
             if lock_fd is not None:
                 release_lock(lock_fd)
@@ -471,17 +500,28 @@ class FileEventStore(EventStore):
         stamp, manifest = await self._io.call(self._read_manifest, session)
         if session.loaded and stamp == session.stamp:
             return
+        before = session.branches
         if manifest is None and session.loaded:
             session.forget()  # a reader finds the session deleted by the writer
         session.stamp = stamp
         session.exists = manifest is not None
         if manifest is not None:
             session.apply(manifest)
+        if self.read_only:
+            # Files of branches the writer deleted (or deleted and made again) are
+            # other files now: never read on through a descriptor of the old one.
+            gone = [f"{n}.jsonl" for n, b in before.items() if session.branches.get(n) is not b]
+            if gone:
+                await self._io.call(self._forget_files, session.directory, gone)
         session.loaded = True
         if manifest is not None and manifest.pending_merge is not None:
             await self._settle_merge(session, manifest.pending_merge)
         if session.deleted and not self.read_only:
             await self._remove_deleted(session)
+
+    def _forget_files(self, directory: str, names: list[str]) -> None:
+        for name in names:
+            self._io.forget(directory, name)
 
     def _read_manifest(self, session: Session) -> tuple[object, Manifest | None]:
         stamp = manifest_stamp(session.directory)
@@ -1168,6 +1208,304 @@ class FileEventStore(EventStore):
             for branch in (session.branches[owner],)
         ]
         return [r async for chunk in self._stream(session, parts, limit) for r in chunk]
+
+    # -- copies ------------------------------------------------------------------
+
+    async def _copy_session(
+        self, source: str, target: str, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        self._check_writable()
+        if source == target:
+            async with self._locked(source) as session:
+                if session.exists:
+                    raise BranchExists(target, MAIN)
+                raise BranchNotFound(source, MAIN if branch_id is None else branch_id)
+        # Two session locks, always taken in id order: two copies never deadlock.
+        low, high = sorted((source, target))
+        async with self._locked(low) as first, self._locked(high) as second:
+            src, dst = (first, second) if low == source else (second, first)
+            return await self._copy_locked(src, dst, branch_id, to_sequence)
+
+    async def _copy_locked(
+        self, src: Session, dst: Session, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        """Read the source, then write the target in one step on the I/O thread."""
+        if dst.exists:
+            raise BranchExists(dst.session_id, MAIN)
+        if not src.exists or (branch_id is not None and branch_id not in src.branches):
+            raise BranchNotFound(src.session_id, MAIN if branch_id is None else branch_id)
+        now = utc_now()
+        metas: list[BranchMeta] = []
+        records: list[EventRecord] = []
+        if branch_id is None:
+            for branch in list(src.branches.values()):
+                await self._load_branch(src, branch)
+                await self._drain(branch)
+            self._check_forks(src, list(src.branches))
+            infos = [b.info(src.session_id) for b in src.branches.values()]
+            for name in parents_first(infos):
+                branch = src.branches[name]
+                meta = branch.meta
+                metas.append(
+                    BranchMeta(
+                        branch_id=name,
+                        parent_branch=meta.parent_branch,
+                        fork_sequence=meta.fork_sequence,
+                        created_at=now,
+                        merged_into=meta.merged_into,
+                        closed_at=meta.closed_at,
+                        known_head=branch.head,
+                    )
+                )
+                own = await self._read_own_all(src, branch)
+                records.extend(_replace(r, session_id=dst.session_id) for r in own)
+        else:
+            branch = src.branches[branch_id]
+            await self._load_lineage(src, branch_id)
+            await self._drain(branch)
+            end = branch.head if to_sequence is None else to_sequence
+            if end > branch.head:
+                raise InvalidBranchOperation(
+                    src.session_id,
+                    branch_id,
+                    f"to_sequence {end} is beyond the head {branch.head} of {branch_id!r}",
+                )
+            history = await self._read_list(src, branch_id, 1, end, None) if end else []
+            records = [_replace(r, session_id=dst.session_id, branch_id=MAIN) for r in history]
+            metas.append(BranchMeta(branch_id=MAIN, created_at=now, known_head=end))
+        # From here to the hand-off, no await: positions follow the I/O queue.
+        stored, files, parts = self._stamp_copy(dst.session_id, records)
+        manifest = Manifest(session_id=dst.session_id, branches=metas)
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                self._round.extend(stored)
+
+        try:
+            await self._io.call_done(
+                done, self._write_copy, dst.directory, dst.session_id, files, manifest, parts
+            )
+        finally:
+            # Whatever happened, the next use reads the target from the disk.
+            dst.forget()
+        await self._load_session(dst)
+        for branch in dst.branches.values():
+            await self._load_branch(dst, branch)
+        return [dst.branches[name].info(dst.session_id) for name in sorted(dst.branches)]
+
+    def _stamp_copy(
+        self, session_id: str, records: list[EventRecord]
+    ) -> tuple[list[EventRecord], list[tuple[str, bytes]], list[FeedPart]]:
+        """Positions for a copy's records, in the source's write order; files and feed.
+
+        :raises InvalidEvent: for a record above ``max_record_size`` (no position is used).
+        """
+        assert self._feed is not None
+        ordered = sorted(records, key=lambda r: r.position)
+        first = self._position + 1
+        stored = [_replace(r, position=p) for p, r in enumerate(ordered, first)]
+        by_branch: dict[str, list[EventRecord]] = {}
+        for record in stored:
+            by_branch.setdefault(record.branch_id, []).append(record)
+        files: list[tuple[str, bytes]] = []
+        parts: list[FeedPart] = []
+        entries: list[tuple[int, bytes]] = []
+        for name, own in by_branch.items():
+            ends: list[int] = []
+            data = encode_batch(own, self.max_record_size, ends)
+            number, raw = self._feed.streams.number(session_id, name)
+            # An entry-less part names the stream; the entries follow in position order.
+            parts.append(FeedPart(b"", number, raw))
+            start = 0
+            for record, end in zip(own, ends, strict=True):
+                entries.append(
+                    (
+                        record.position,
+                        entry_bytes(record.position, number, end - start, start, record.sequence),
+                    )
+                )
+                start = end
+            files.append((f"{name}.jsonl", data))
+        if not entries:
+            return stored, files, []
+        entries.sort()
+        parts.append(
+            FeedPart(b"".join(e for _, e in entries), parts[0].stream, parts[0].stream_entry)
+        )
+        self._position = stored[-1].position
+        return stored, files, parts
+
+    def _write_copy(
+        self,
+        directory: str,
+        session_id: str,
+        files: list[tuple[str, bytes]],
+        manifest: Manifest,
+        parts: list[FeedPart],
+    ) -> None:
+        """Write a copied session under a hidden name, then rename it into place.
+
+        Each branch file is one write and one sync, the manifest comes last, then
+        the feed entries; the rename of the directory is the commit. A failure
+        removes what was written and cuts the feed entries; a crash before the
+        rename leaves a hidden directory the next open removes (and entries whose
+        files are missing, which the feed's recovery cuts).
+        """
+        ops = self._ops
+        root_fd = self._root_fd
+        feed = self._feed
+        assert root_fd is not None and feed is not None
+        staging = f"{COPY_PREFIX}{session_id}.{secrets.token_hex(6)}"
+        self._io.forget(directory)
+        # A directory without a manifest holds only what was never acknowledged.
+        bury(ops, root_fd, session_id, sync=self._sync)
+        region = None
+        renamed = False
+        try:
+            ops.mkdir(staging, 0o700, dir_fd=root_fd)
+            dir_fd = ops.open(staging, os.O_RDONLY | DIRECTORY | NOFOLLOW, dir_fd=root_fd)
+            try:
+                for name, data in files:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW
+                    fd = ops.open(name, flags, 0o600, dir_fd=dir_fd)
+                    try:
+                        view = memoryview(data)
+                        offset = 0
+                        while offset < len(data):
+                            offset += ops.pwrite(fd, view[offset:], offset)
+                        if self._sync:
+                            self._io.syncs += 1
+                            ops.fsync(fd)
+                    finally:
+                        ops.close(fd)
+                    self._io.writes += 1
+            finally:
+                ops.close(dir_fd)
+            # Syncs the directory too: the files' entries are durable with it.
+            write_manifest(ops, root_fd, f"{self.root}/{staging}", manifest, sync=self._sync)
+            if parts:
+                region = feed.append(parts)
+                if self._sync:
+                    feed.sync()
+            ops.rename(staging, session_id, dir_fd=root_fd)
+            renamed = True
+            if self._sync:
+                ops.fsync(root_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if renamed:
+                    ops.rename(session_id, staging, dir_fd=root_fd)
+                    renamed = False
+                remove_tree(ops, root_fd, staging)
+            if region is not None and not renamed:
+                feed.keep(region, [], self._sync)
+            raise
+
+    # -- lookups -----------------------------------------------------------------
+
+    async def _lookup(self, session: Session) -> Lookup:
+        """The session's lookup index, caught up with every branch (lock held).
+
+        Built from the files on first use; afterwards only what each branch
+        gained since is read (see :mod:`._lookup`).
+        """
+        for branch in list(session.branches.values()):
+            await self._load_branch(session, branch)
+        lookup = session.lookup
+        if lookup is None or lookup.stale(session.branches):
+            lookup = session.lookup = Lookup()
+        for branch in list(session.branches.values()):
+            done = lookup.indexed(branch)
+            head, size = branch.head, branch.size
+            if head > done:
+                part = (branch, done + 1, head, branch.fork_sequence, head, size)
+                async for chunk in self._stream(session, [part], None):
+                    lookup.add(chunk)
+            lookup.mark(branch, head, size)
+        return lookup
+
+    async def _record_at(
+        self, session: Session, branch_id: str, sequence: int
+    ) -> EventRecord | None:
+        if branch_id not in session.branches:
+            return None
+        found = await self._read_list(session, branch_id, sequence, sequence, 1)
+        return found[0] if found else None
+
+    async def _get_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        async with self._locked(session_id) as session:
+            if not session.exists:
+                return None
+            hit = (await self._lookup(session)).ids.get(event_id)
+            if hit is None:
+                return None
+            record = await self._record_at(session, *hit)
+            return record if record is not None and record.event_id == event_id else None
+
+    async def _get_by_key(self, session_id: str, key: str) -> EventRecord | None:
+        async with self._locked(session_id) as session:
+            if not session.exists:
+                return None
+            hit = (await self._lookup(session)).by_key.get(key)
+            if hit is None:
+                return None
+            return await self._record_at(session, hit[1], hit[2])
+
+    async def _read_last(
+        self,
+        session_id: str,
+        branch_id: str,
+        kinds: frozenset[str] | None,
+        limit: int,
+        end: int | None,
+    ) -> list[EventRecord]:
+        async with self._locked(session_id) as session:
+            if branch_id not in session.branches:
+                return []
+            await self._load_lineage(session, branch_id)
+            out: list[EventRecord] = []
+            step = _BACK_FIRST
+            for owner, first, last in reversed(segments(session.branches, branch_id, 1, end)):
+                branch = session.branches[owner]
+                high = last
+                while high >= first:
+                    low = max(first, high - step + 1)
+                    step = min(step * 4, _BACK_MAX)
+                    part = (branch, low, high, branch.fork_sequence, branch.head, branch.size)
+                    chunk = [r async for c in self._stream(session, [part], None) for r in c]
+                    for record in reversed(chunk):
+                        if kinds is None or record.kind in kinds:
+                            out.append(record)
+                            if len(out) >= limit:
+                                return out
+                    high = low - 1
+            return out
+
+    async def _read_at(
+        self, session_id: str, branch_id: str, sequences: list[int]
+    ) -> dict[int, EventRecord]:
+        async with self._locked(session_id) as session:
+            if branch_id not in session.branches:
+                return {}
+            await self._load_lineage(session, branch_id)
+            found: dict[int, EventRecord] = {}
+            parts = segments(session.branches, branch_id, sequences[0], sequences[-1])
+            for owner, first, last in parts:
+                branch = session.branches[owner]
+                inside = [s for s in sequences if first <= s <= last]
+                # Runs of near sequences are read through, far ones located anew.
+                runs: list[list[int]] = []
+                for sequence in inside:
+                    if runs and sequence - runs[-1][-1] <= _AT_GAP:
+                        runs[-1].append(sequence)
+                    else:
+                        runs.append([sequence])
+                for run in runs:
+                    part = (branch, run[0], run[-1], branch.fork_sequence, branch.head, branch.size)
+                    wanted = set(run)
+                    async for chunk in self._stream(session, [part], None):
+                        found.update((r.sequence, r) for r in chunk if r.sequence in wanted)
+            return found
 
     async def _read_own_all(self, session: Session, branch: Branch) -> list[EventRecord]:
         parts = [

@@ -23,7 +23,7 @@ __all__ = (
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
 #: The newest layout this code writes; recorded in ``<schema>.schema_version``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Records one transaction may insert: a position is ``xid * MAX_PER_TRANSACTION
 #: + ordinal``, so the ordinal must stay below it.
@@ -135,6 +135,17 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (consumer, position)
     );
     """,
+    # 5: lookups by metadata["key"] (get_by_key). Only rows whose key is a JSON
+    # string are indexed, by its md5 (a btree entry must stay under ~2.7 kB,
+    # and a key may be longer), with the position last so "the last written"
+    # is the first entry of a backward scan. Lookups by event id use the
+    # UNIQUE (session_id, event_id) index of version 1. Building it reads
+    # every row once, holding off writes meanwhile: on a large table, run
+    # this migration at a quiet time.
+    """
+    CREATE INDEX events_key ON {s}.events (session_id, md5(metadata->>'key'), position)
+        WHERE json_typeof(metadata->'key') = 'string';
+    """,
 )
 
 
@@ -194,8 +205,15 @@ class Statements:
         "branch_for_update",
         "branches",
         "branches_for_update",
+        "by_event_id",
         "by_event_ids",
+        "by_key",
         "close_branch",
+        "copy_branches",
+        "copy_count",
+        "copy_events",
+        "copy_history",
+        "copy_main",
         "create_branch",
         "custom_plans",
         "delete_branch",
@@ -209,11 +227,14 @@ class Statements:
         "lock_branch",
         "lock_session",
         "lock_session_branches",
+        "lock_session_branches_share",
         "lock_session_graph",
         "mark_merged",
         "own_events",
         "range",
         "read",
+        "read_at",
+        "read_last",
         "session_ids",
         "sessions",
         "span",
@@ -403,6 +424,11 @@ class Statements:
             " ORDER BY branch_id FOR UPDATE"
         )
         self.lock_session = f"SELECT 1 FROM {s}.sessions WHERE session_id = $1 FOR UPDATE"
+        # copy_session holds off appends to its source (they update these rows).
+        self.lock_session_branches_share = (
+            f"SELECT branch_id, head FROM {s}.branches WHERE session_id = $1"
+            " ORDER BY branch_id FOR SHARE"
+        )
         self.delete_session = f"""
         WITH e AS (DELETE FROM {s}.events WHERE session_id = $1),
              b AS (DELETE FROM {s}.branches WHERE session_id = $1 RETURNING 1),
@@ -443,6 +469,113 @@ class Statements:
             f"SELECT {event_cols} FROM {s}.events"
             " WHERE session_id = $1 AND branch_id = $2 ORDER BY sequence"
         )
+        self.by_event_id = (
+            f"SELECT {event_cols} FROM {s}.events WHERE session_id = $1 AND event_id = $2"
+        )
+        # Served by events_key (schema version 5): the predicate and md5 match it.
+        self.by_key = f"""
+        SELECT {event_cols} FROM {s}.events
+        WHERE session_id = $1 AND json_typeof(metadata->'key') = 'string'
+          AND md5(metadata->>'key') = md5($2::text) AND metadata->>'key' = $2::text
+        ORDER BY position DESC LIMIT 1
+        """
+
+        def chain(lower: str, upper: str) -> str:
+            # The lineage of $2 in session $1, each ancestor with the highest
+            # sequence of its own records in the history (pruned below ``lower``).
+            return f"""
+        WITH RECURSIVE chain (branch_id, parent_branch, fork_sequence, upper) AS (
+            SELECT branch_id, parent_branch, fork_sequence, least(head, {upper})
+            FROM {s}.branches WHERE session_id = $1 AND branch_id = $2
+          UNION ALL
+            SELECT p.branch_id, p.parent_branch, p.fork_sequence,
+                   least(c.upper, c.fork_sequence)
+            FROM chain c JOIN {s}.branches p
+              ON p.session_id = $1 AND p.branch_id = c.parent_branch
+            WHERE least(c.upper, c.fork_sequence) >= {lower}
+        )"""
+
+        x_cols = "x." + event_cols.replace(", ", ", x.")
+        # Newest first: one backward primary-key scan per segment, each capped at
+        # the limit; the caller orders the segments and trims.
+        self.read_last = f"""{chain("1", "$3::bigint")}
+        SELECT e.* FROM chain c CROSS JOIN LATERAL (
+            SELECT {x_cols} FROM {s}.events x
+            WHERE x.session_id = $1 AND x.branch_id = c.branch_id
+              AND x.sequence > c.fork_sequence AND x.sequence <= c.upper
+              AND ($4::text[] IS NULL OR x.kind = ANY($4::text[]))
+            ORDER BY x.sequence DESC LIMIT $5::bigint
+        ) e
+        """
+        # Each sequence asked, paired with the branch holding it, then looked up
+        # by the whole primary key: what a generic plan also does (given only
+        # session and branch, it may scan the branch instead).
+        self.read_at = f"""{chain("$3::bigint", "$4::bigint")}
+        , wanted AS MATERIALIZED (
+            SELECT c.branch_id, q.sequence
+            FROM chain c JOIN unnest($5::bigint[]) q(sequence)
+              ON q.sequence > c.fork_sequence AND q.sequence <= c.upper
+        )
+        SELECT {x_cols} FROM wanted w JOIN {s}.events x
+          ON x.session_id = $1 AND x.branch_id = w.branch_id AND x.sequence = w.sequence
+        """
+        # copy_session: one transaction of a few statements, each an INSERT ...
+        # SELECT. Positions follow the source's (the order it wrote them in);
+        # each run of consecutive positions on one branch is one notification,
+        # "$3" being the notice prefix of (instance, target) without its "]".
+        returned = "branch_id, sequence, event_id, kind, data, metadata, recorded_at, position"
+        notify = f"""
+        , runs AS (
+            SELECT branch_id, sequence, position,
+                   position - row_number() OVER (PARTITION BY branch_id ORDER BY position) AS grp
+            FROM ins
+        ), n AS (
+            SELECT pg_notify('{channel}', concat_ws(',',
+                       $3::text || ',' || to_json(branch_id)::text,
+                       min(sequence), max(sequence), min(position)) || ']')
+            FROM runs GROUP BY branch_id, grp
+        )
+        SELECT ins.*, (SELECT count(*) FROM n) AS notices FROM ins ORDER BY position
+        """
+        self.copy_count = (
+            f"SELECT coalesce(sum(head - fork_sequence), 0) AS events FROM {s}.branches"
+            " WHERE session_id = $1"
+        )
+        self.copy_branches = f"""
+        INSERT INTO {s}.branches (session_id, branch_id, parent_branch, fork_sequence, head,
+                                  created_at, updated_at, merged_into, closed, closed_at)
+        SELECT $2, branch_id, parent_branch, fork_sequence, head, now(), now(), merged_into,
+               closed, closed_at
+        FROM {s}.branches WHERE session_id = $1
+        RETURNING {cols}"""
+        self.copy_main = (
+            f"INSERT INTO {s}.branches (session_id, branch_id, parent_branch, fork_sequence,"
+            f" head, created_at, updated_at) VALUES ($1, 'main', NULL, 0, $2, now(), now())"
+            f" RETURNING {cols}"
+        )
+        self.copy_events = f"""
+        WITH ins AS (
+            INSERT INTO {s}.events (session_id, branch_id, sequence, event_id, kind, data,
+                                    metadata, recorded_at, position)
+            SELECT $2, e.branch_id, e.sequence, e.event_id, e.kind, e.data, e.metadata,
+                   e.recorded_at, {_XID_BASE} - 1 + row_number() OVER (ORDER BY e.position)
+            FROM {s}.events e JOIN {s}.branches b
+              ON b.session_id = $1 AND b.branch_id = e.branch_id
+            WHERE e.session_id = $1 AND e.sequence <= b.head
+            RETURNING {returned}
+        ){notify}"""
+        # $1 source, $2 target... but the chain reads its branch from $2: renumbered.
+        history_chain = chain("1", "$5::bigint").replace("branch_id = $2", "branch_id = $4")
+        self.copy_history = f"""{history_chain}, ins AS (
+            INSERT INTO {s}.events (session_id, branch_id, sequence, event_id, kind, data,
+                                    metadata, recorded_at, position)
+            SELECT $2, 'main', x.sequence, x.event_id, x.kind, x.data, x.metadata,
+                   x.recorded_at, {_XID_BASE} - 1 + row_number() OVER (ORDER BY x.sequence)
+            FROM chain c JOIN {s}.events x
+              ON x.session_id = $1 AND x.branch_id = c.branch_id
+             AND x.sequence > c.fork_sequence AND x.sequence <= c.upper
+            RETURNING {returned}
+        ){notify}"""
         # One committed range of a notification: a primary-key range scan.
         self.range = (
             f"SELECT {event_cols} FROM {s}.events WHERE session_id = $1 AND branch_id = $2"

@@ -41,6 +41,22 @@ Consumers (schema version 4): ``consumers`` and ``dead_letters`` hold the
 journal's durable consumers' checkpoints, leases and dead letters
 (:mod:`eventstore.postgres._consumers`).
 
+Lookups (schema version 5): :meth:`~eventstore.EventStore.get_event` uses the
+``UNIQUE (session_id, event_id)`` index; :meth:`~eventstore.EventStore.get_by_key`
+the partial index ``events_key`` on ``(session_id, md5(metadata->>'key'),
+position)`` over the rows whose ``key`` is a JSON string (md5: a key of any
+length fits a btree entry). Upgrading a version-4 schema builds it, reading
+every row once while holding off writes. ``read_last`` and ``read_at`` are one
+lineage query each. :meth:`~eventstore.EventStore.copy_session` is one
+transaction of ``INSERT ... SELECT`` statements, at most ``2**20 - 1`` records
+(:class:`~eventstore.InvalidBranchOperation` beyond), notifying listeners of
+other instances once per run of consecutive positions on one branch.
+
+Record size: no limit of the store's own; each of ``data`` and ``metadata`` is
+bounded by PostgreSQL's 1 GB per value (``json``), and in practice by memory
+and the connection's bandwidth: keep records small and store large blobs
+elsewhere, recording a reference.
+
 Lifecycle. Only ``main`` comes into being by an append (an unknown branch is
 :class:`~eventstore.BranchNotFound`); a closed branch refuses appends in the
 same atomic statement. Forks, merges, closes and deletes of one session take a
@@ -669,6 +685,111 @@ class PostgresEventStore(EventStore):
                     await conn.execute(self._sql.custom_plans)
                     rows = await conn.fetch(self._sql.sessions, *args)
         return [session_info(row) for row in rows]
+
+    # -- lookups -------------------------------------------------------------------
+
+    async def _get_event(self, session_id: str, event_id: str) -> EventRecord | None:
+        with self._errors():
+            row = await self._pool.fetchrow(self._sql.by_event_id, session_id, event_id)
+        return None if row is None else record(session_id, row)
+
+    async def _get_by_key(self, session_id: str, key: str) -> EventRecord | None:
+        with self._errors():
+            row = await self._pool.fetchrow(self._sql.by_key, session_id, key)
+        return None if row is None else record(session_id, row)
+
+    async def _read_last(
+        self,
+        session_id: str,
+        branch_id: str,
+        kinds: frozenset[str] | None,
+        limit: int,
+        end: int | None,
+    ) -> list[EventRecord]:
+        args = (
+            session_id,
+            branch_id,
+            _NO_END if end is None else end,
+            None if kinds is None else sorted(kinds),
+            limit,
+        )
+        with self._errors():
+            rows = await self._pool.fetch(self._sql.read_last, *args)
+        found = [record(session_id, row) for row in rows]
+        found.sort(key=_by_sequence, reverse=True)
+        return found[:limit]
+
+    async def _read_at(
+        self, session_id: str, branch_id: str, sequences: list[int]
+    ) -> dict[int, EventRecord]:
+        args = (session_id, branch_id, sequences[0], sequences[-1], sequences)
+        with self._errors():
+            rows = await self._pool.fetch(self._sql.read_at, *args)
+        return {row["sequence"]: record(session_id, row) for row in rows}
+
+    @_deadlock_retried
+    async def _copy_session(
+        self, source: str, target: str, branch_id: str | None, to_sequence: int | None
+    ) -> list[BranchInfo]:
+        sql = self._sql
+        prefix = encode((self._instance_id, target)).decode()[:-1]
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Lock order: both sessions' graph locks (in id order: two copies
+                # never deadlock), the target's branch locks (before the first
+                # write: positions), the source's branch rows, the target's row.
+                for session_id in sorted({source, target}):
+                    await conn.execute(sql.lock_session_graph, session_id)
+                names = (
+                    [MAIN]
+                    if branch_id is not None
+                    else [r["branch_id"] for r in await conn.fetch(sql.branches, source)]
+                )
+                for name in sorted(names):
+                    await conn.execute(sql.lock_branch, target, name)
+                if await conn.fetch(sql.branches, target):
+                    raise BranchExists(target, MAIN)
+                # FOR SHARE: appends to the source wait until the copy commits.
+                rows = await conn.fetch(sql.lock_session_branches_share, source)
+                known = {row["branch_id"]: row for row in rows}
+                if not known or (branch_id is not None and branch_id not in known):
+                    raise BranchNotFound(source, MAIN if branch_id is None else branch_id)
+                if branch_id is None:
+                    count = int(await conn.fetchval(sql.copy_count, source))
+                    self._check_copy_size(source, MAIN, count)
+                    infos = [
+                        info(target, r) for r in await conn.fetch(sql.copy_branches, source, target)
+                    ]
+                    copied = await conn.fetch(sql.copy_events, source, target, prefix)
+                else:
+                    head = known[branch_id]["head"]
+                    end = head if to_sequence is None else to_sequence
+                    if end > head:
+                        raise InvalidBranchOperation(
+                            source,
+                            branch_id,
+                            f"to_sequence {end} is beyond the head {head} of {branch_id!r}",
+                        )
+                    self._check_copy_size(source, branch_id, end)
+                    infos = [info(target, await conn.fetchrow(sql.copy_main, target, end))]
+                    copied = await conn.fetch(
+                        sql.copy_history, source, target, prefix, branch_id, end
+                    )
+                await conn.execute(sql.touch_session, target)
+        self._deliver([record(target, row) for row in copied])
+        infos.sort(key=attrgetter("branch_id"))
+        return infos
+
+    @staticmethod
+    def _check_copy_size(source: str, branch_id: str, count: int) -> None:
+        """:raises InvalidBranchOperation: for more records than one transaction takes."""
+        if count >= MAX_PER_TRANSACTION:
+            raise InvalidBranchOperation(
+                source,
+                branch_id,
+                f"a copy of {count} records; PostgreSQL copies at most "
+                f"{MAX_PER_TRANSACTION - 1} in its one transaction",
+            )
 
     # -- the feed ----------------------------------------------------------------
 

@@ -113,7 +113,7 @@ async def test_a_version_1_schema_is_upgraded_in_place(
     await _version_1_schema(admin, schema, monkeypatch)
     async with make_store(schema) as store:
         version = await admin.fetchval(f'SELECT max(version) FROM "{schema}".schema_version')
-        assert version == _schema.SCHEMA_VERSION == 4
+        assert version == _schema.SCHEMA_VERSION == 5
         jan, feb = datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 2, 1, 9, tzinfo=UTC)
         assert await store.sessions() == [
             SessionInfo("s1", 2, 4, jan, jan + timedelta(minutes=5)),
@@ -141,7 +141,7 @@ async def test_concurrent_opens_of_a_version_1_schema_upgrade_it_once(
     try:
         await asyncio.gather(*(store.open() for store in stores))
         versions = await admin.fetch(f'SELECT version FROM "{schema}".schema_version')
-        assert sorted(row[0] for row in versions) == [1, 2, 3, 4]
+        assert sorted(row[0] for row in versions) == [1, 2, 3, 4, 5]
         assert [info.events for info in await stores[3].sessions()] == [4, 1]
     finally:
         await asyncio.gather(*(store.close() for store in stores))

@@ -1,0 +1,1 @@
+"""Agent-framework integrations, each behind its own extra."""

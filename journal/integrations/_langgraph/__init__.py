@@ -1,0 +1,1 @@
+"""The LangGraph checkpointer; import it from :mod:`journal.integrations.langgraph`."""
