@@ -242,6 +242,10 @@ class MemoryEventStore(EventStore):
             )
             branch.events.append(kept)
             session.ids[event.event_id] = kept
+            if event.metadata:
+                key = event.metadata.get("key")
+                if type(key) is str:
+                    session.by_key[key] = kept
             self._feed.append(kept)
             stored = _replace(event, position=position)
             if self.__dict__.get("_listeners"):

@@ -523,7 +523,9 @@ class Statements:
         # SELECT. Positions follow the source's (the order it wrote them in);
         # each run of consecutive positions on one branch is one notification,
         # "$3" being the notice prefix of (instance, target) without its "]".
-        returned = "branch_id, sequence, event_id, kind, data, metadata, recorded_at, position"
+        # The rows come back as EVENT_COLUMNS; the notifications run as an
+        # initplan (a CTE nothing reads would never run).
+        returned = event_cols
         notify = f"""
         , runs AS (
             SELECT branch_id, sequence, position,
@@ -535,7 +537,7 @@ class Statements:
                        min(sequence), max(sequence), min(position)) || ']')
             FROM runs GROUP BY branch_id, grp
         )
-        SELECT ins.*, (SELECT count(*) FROM n) AS notices FROM ins ORDER BY position
+        SELECT ins.* FROM ins WHERE (SELECT count(*) FROM n) >= 0 ORDER BY position
         """
         self.copy_count = (
             f"SELECT coalesce(sum(head - fork_sequence), 0) AS events FROM {s}.branches"
