@@ -11,7 +11,10 @@ confirmed, an unfinished one undone (see ``FileEventStore``).
 
 Everything in it is input, checked like an argument before any of it names a
 file (:func:`manifest_problems`): ids, parents (no cycle), fork points, merge
-targets. Each branch also records ``known_head``, a head it durably reached
+targets; the branch log's lines are applied first (:mod:`._branch_log`: forks
+and closes append a line there instead of rewriting this file, and every
+rewrite folds them in, recording the last in ``log_lines``). Each branch also
+records ``known_head``, a head it durably reached
 when the manifest was written, so a branch file deleted or cut short later is
 reported as lost history rather than read as a branch that starts over.
 """
@@ -24,7 +27,7 @@ import os
 import secrets
 import stat
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
@@ -34,6 +37,9 @@ from .._json import encode
 from ._writer import DIRECTORY as _DIRECTORY
 from ._writer import NOFOLLOW as _NOFOLLOW
 from ._writer import FileOps
+
+if TYPE_CHECKING:
+    from ._branch_log import BranchLog
 
 __all__ = (
     "MANIFEST",
@@ -46,6 +52,7 @@ __all__ = (
     "Staged",
     "commit_manifest",
     "discard_manifest",
+    "read_branches",
     "read_manifest",
     "stage_manifest",
     "write_manifest",
@@ -92,6 +99,8 @@ class Manifest(msgspec.Struct, kw_only=True):
     #: Branches deleted whose files may still be there (a crash struck before
     #: their removal): the next open removes them, then writes this empty.
     deleted: list[str] = msgspec.field(default_factory=list)
+    #: The last line of the branch log (:mod:`._branch_log`) folded into this file.
+    log_lines: Count = 0
 
 
 _decoder = msgspec.json.Decoder(Manifest)
@@ -120,18 +129,55 @@ def open_session_dir(ops: FileOps, directory: str) -> int | None:
 
 
 def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | None:
-    """The session's manifest, or ``None`` if the session has none.
+    """The session's manifest, its branch log applied; ``None`` if the session has none.
 
     Everything in it is input: ids, parents, fork points and the pending merge
     are checked here (:func:`manifest_problems`) before any of them names a file.
 
     :raises CorruptLog: if the file exists but is not a valid manifest of this
-        session, or the session directory or the manifest is a symbolic link.
+        session, the branch log is damaged or there without a manifest, or the
+        session directory, the manifest or the log is a symbolic link.
     """
+    return read_branches(ops, directory, session_id)[0]
+
+
+def read_branches(
+    ops: FileOps, directory: str, session_id: str
+) -> tuple[Manifest | None, BranchLog | None]:
+    """:func:`read_manifest`, and what the branch log holds (``None`` if it is absent).
+
+    :raises CorruptLog: as :func:`read_manifest`.
+    """
+    # The log's lines name this module's types: imported here, not at the top.
+    from ._branch_log import BRANCH_LOG, apply_log, read_log
+
     path = f"{directory}/{MANIFEST}"
+    log_path = f"{directory}/{BRANCH_LOG}"
     dir_fd = open_session_dir(ops, directory)
     if dir_fd is None:
-        return None
+        return None, None
+    try:
+        data = _read_file(ops, dir_fd, path)
+        log = read_log(ops, dir_fd, log_path)
+    finally:
+        ops.close(dir_fd)
+    if data is None:
+        if log is not None and (log.entries or log.torn):
+            raise CorruptLog(log_path, 1, f"a branch log but no {MANIFEST}: the manifest was lost")
+        return None, None
+    manifest = decode_manifest(data, path)
+    if manifest.session_id != session_id:
+        raise CorruptLog(path, 1, f"manifest of session {manifest.session_id!r}")
+    if log is not None:
+        apply_log(manifest, log, log_path)
+    problems = manifest_problems(manifest)
+    if problems:
+        where = log_path if log is not None and log.lines else path
+        raise CorruptLog(where, 1, problems[0])
+    return manifest, log
+
+
+def _read_file(ops: FileOps, dir_fd: int, path: str) -> bytes | None:
     try:
         fd = ops.open(MANIFEST, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -141,8 +187,6 @@ def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | N
             raise
         reason = "the manifest is a symbolic link; the store follows no links"
         raise CorruptLog(path, 0, reason) from exc
-    finally:
-        ops.close(dir_fd)
     try:
         chunks = []
         offset = 0
@@ -151,13 +195,7 @@ def read_manifest(ops: FileOps, directory: str, session_id: str) -> Manifest | N
             offset += len(chunk)
     finally:
         ops.close(fd)
-    manifest = decode_manifest(b"".join(chunks), path)
-    if manifest.session_id != session_id:
-        raise CorruptLog(path, 1, f"manifest of session {manifest.session_id!r}")
-    problems = manifest_problems(manifest)
-    if problems:
-        raise CorruptLog(path, 1, problems[0])
-    return manifest
+    return b"".join(chunks)
 
 
 def decode_manifest(data: bytes, path: str) -> Manifest:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .._ids import is_valid_identifier
 from .._records import BranchInfo
+from ._branch_log import BRANCH_LOG, BranchLog
 from ._index import SparseIndex
 from ._manifest import MANIFEST, BranchMeta, Manifest, PendingMerge
 
@@ -114,6 +115,9 @@ class Session:
         "loaded",
         "lock",
         "lookup",
+        "log_last",
+        "log_lines",
+        "log_size",
         "pending_merge",
         "session_id",
         "stamp",
@@ -137,12 +141,17 @@ class Session:
         self.inflight = 0
         #: The lookup index (:class:`~eventstore.file._lookup.Lookup`), once built.
         self.lookup: Lookup | None = None
+        #: The branch log (:mod:`._branch_log`): where its next line goes, how
+        #: many lines the manifest has not folded in, the last line's number.
+        self.log_size = 0
+        self.log_lines = 0
+        self.log_last = 0
 
     def idle(self) -> bool:
         return not self.users and not self.inflight and not self.lock.locked()
 
-    def apply(self, manifest: Manifest) -> None:
-        """Adopt the manifest's branch graph, keeping the state of known branches."""
+    def apply(self, manifest: Manifest, log: BranchLog | None = None) -> None:
+        """Adopt the manifest's branch graph (its log applied), keeping known branches' state."""
         branches: dict[str, Branch] = {}
         for meta in manifest.branches:
             known = self.branches.get(meta.branch_id)
@@ -158,6 +167,9 @@ class Session:
         self.branches = branches
         self.pending_merge = manifest.pending_merge
         self.deleted = list(manifest.deleted)
+        self.log_size = 0 if log is None else log.size
+        self.log_lines = 0 if log is None else log.lines
+        self.log_last = manifest.log_lines if log is None else max(log.last, manifest.log_lines)
 
     def forget(self) -> None:
         """Drop everything cached (the session was deleted): the next use reads the disk."""
@@ -168,6 +180,7 @@ class Session:
         self.pending_merge = None
         self.deleted = []
         self.lookup = None
+        self.log_size = self.log_lines = self.log_last = 0
 
     def manifest(self) -> Manifest:
         """The manifest to write now, each loaded branch's durable head noted in it."""
@@ -179,16 +192,21 @@ class Session:
             branches=[branch.meta for branch in self.branches.values()],
             pending_merge=self.pending_merge,
             deleted=list(self.deleted),
+            log_lines=self.log_last,
         )
 
 
 def manifest_stamp(directory: str) -> object:
-    """What changes when the manifest is replaced: inode, size, mtime."""
+    """What changes when the manifest is replaced or the branch log grows: inode, size, mtime."""
     try:
         found = os.stat(f"{directory}/{MANIFEST}", follow_symlinks=False)
     except OSError:
         return None
-    return (found.st_ino, found.st_size, found.st_mtime_ns)
+    try:
+        log = os.stat(f"{directory}/{BRANCH_LOG}", follow_symlinks=False)
+    except OSError:
+        return (found.st_ino, found.st_size, found.st_mtime_ns)
+    return (found.st_ino, found.st_size, found.st_mtime_ns, log.st_size, log.st_mtime_ns)
 
 
 def list_session_dirs(root: str) -> list[str]:

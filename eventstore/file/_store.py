@@ -4,6 +4,7 @@ Layout::
 
     <root>/.lock                          exclusive flock of the one writer
     <root>/<session_id>/branches.json     the branch graph, replaced atomically
+    <root>/<session_id>/branches.log      forks and closes since (:mod:`._branch_log`)
     <root>/<session_id>/<branch_id>.jsonl the branch's own events, one record a line
     <root>/<session_id>/<branch_id>.jsonl.torn   torn tails cut off after a crash
     <root>/<session_id>/.summary.json     what ``sessions()`` lists (a cache)
@@ -71,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import weakref
@@ -97,6 +99,7 @@ from .._lineage import ancestors, check_merge, merged_records, parents_first, se
 from .._records import BranchInfo, EventRecord, MergeResult, SessionInfo, utc_now
 from .._validate import SessionQuery
 from ._batch import encode_batch
+from ._branch_log import COMPACT_AFTER, LOG_FROM, BranchLog, append_log, cut_log, log_line
 from ._consumers import FileConsumerState, list_consumers
 from ._erase import (
     COPY_PREFIX,
@@ -118,16 +121,14 @@ from ._manifest import (
     BranchMeta,
     Manifest,
     PendingMerge,
-    commit_manifest,
-    discard_manifest,
-    read_manifest,
-    stage_manifest,
+    read_branches,
     write_manifest,
 )
+from ._roots import RootJob, write_roots
 from ._session import Branch, Session, list_session_dirs, manifest_stamp
 from ._summary import session_info
 from ._tail import cut_back, open_tail, prepare_root, set_aside, set_aside_leftovers
-from ._writer import DIRECTORY, NOFOLLOW, FileOps, Writer
+from ._writer import DIRECTORY, NOFOLLOW, FileOps, Writer, storage_error
 
 __all__ = ("FileEventStore", "FileOps", "FileStoreStatistics")
 
@@ -289,6 +290,9 @@ class FileEventStore(EventStore):
         #: The highest position a read-only store reported (where following resumes).
         self._seen: int | None = None
         self._consumer_states: dict[str, FileConsumerState] = {}
+        #: New root branches waiting for the group on the I/O thread (:mod:`._roots`).
+        self._roots: list[tuple[Session, list[EventRecord], asyncio.Future[list[EventRecord]]]] = []
+        self._rooting = False
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else self.durability
@@ -497,7 +501,7 @@ class FileEventStore(EventStore):
     async def _load_session(self, session: Session) -> None:
         if session.loaded and not self.read_only:
             return
-        stamp, manifest = await self._io.call(self._read_manifest, session)
+        stamp, manifest, log = await self._io.call(self._read_manifest, session)
         if session.loaded and stamp == session.stamp:
             return
         before = session.branches
@@ -506,7 +510,7 @@ class FileEventStore(EventStore):
         session.stamp = stamp
         session.exists = manifest is not None
         if manifest is not None:
-            session.apply(manifest)
+            session.apply(manifest, log)
         if self.read_only:
             # Files of branches the writer deleted (or deleted and made again) are
             # other files now: never read on through a descriptor of the old one.
@@ -523,18 +527,23 @@ class FileEventStore(EventStore):
         for name in names:
             self._io.forget(directory, name)
 
-    def _read_manifest(self, session: Session) -> tuple[object, Manifest | None]:
+    def _read_manifest(self, session: Session) -> tuple[object, Manifest | None, BranchLog | None]:
         stamp = manifest_stamp(session.directory)
         if session.loaded and stamp == session.stamp:
-            return stamp, None
-        manifest = read_manifest(self._ops, session.directory, session.session_id)
+            return stamp, None, None
+        manifest, log = read_branches(self._ops, session.directory, session.session_id)
+        if log is not None and log.torn and not self.read_only:
+            # A line a kill cut short was never acknowledged: it goes, as a torn tail does.
+            cut_log(self._ops, session.directory, log.size, sync=self._sync)
+            log.torn = False
+            stamp = manifest_stamp(session.directory)
         if manifest is None:
             # Without a manifest the session is new, unless its files prove otherwise.
             check_unnamed(self._io, session.directory, session.session_id)
         if not self.read_only:
             named = set() if manifest is None else {meta.branch_id for meta in manifest.branches}
             set_aside_leftovers(self._io, session.directory, named, sync=self._sync)
-        return stamp, manifest
+        return stamp, manifest, log
 
     async def _write_manifest(self, session: Session, fresh: Sequence[Branch] = ()) -> None:
         """Replace the manifest; ``fresh`` are branches it names for the first time.
@@ -544,14 +553,55 @@ class FileEventStore(EventStore):
         """
         manifest = session.manifest()
         files = [branch.file for branch in fresh]
-        await self._io.call(self._replace_manifest, session.directory, manifest, files)
+        log = session.log_size
+        await self._io.call(self._replace_manifest, session.directory, manifest, files, log)
         session.exists = True
+        # The manifest holds the log's lines now; the log was emptied.
+        session.log_size = session.log_lines = 0
 
-    def _replace_manifest(self, directory: str, manifest: Manifest, fresh: list[str]) -> None:
+    def _replace_manifest(
+        self, directory: str, manifest: Manifest, fresh: list[str], log: int
+    ) -> None:
         assert self._root_fd is not None
         for name in fresh:
             set_aside(self._io, directory, name, sync=self._sync)
         write_manifest(self._ops, self._root_fd, directory, manifest, sync=self._sync)
+        if log:
+            # Synced: a line written over a stale one must never meet its remains.
+            cut_log(self._ops, directory, 0, sync=self._sync)
+
+    async def _log_branch(self, session: Session, branch: Branch, fresh: bool) -> None:
+        """Record one branch's new manifest entry as a line of the branch log.
+
+        For a session whose manifest exists; ``fresh``: the branch is new (its
+        leftover file goes aside first, in the same I/O step).
+        """
+        n = session.log_last + 1
+        data = log_line(n, branch.meta)
+        files = [branch.file] if fresh else []
+        offset = session.log_size
+        try:
+            await self._io.call(
+                append_log, self._io, session.directory, offset, data, files, sync=self._sync
+            )
+        except BaseException:
+            # The log may hold a torn line now: the next use reads it again (and cuts it).
+            session.loaded = False
+            raise
+        session.log_size = offset + len(data)
+        session.log_lines += 1
+        session.log_last = n
+
+    def _logs(self, session: Session) -> bool:
+        """Whether the next branch change goes to the branch log (else the manifest)."""
+        count = len(session.branches)
+        return (
+            session.exists
+            and session.pending_merge is None
+            and count >= LOG_FROM
+            # Lines up to as many as the manifest's own branches: O(1) a fork, amortized.
+            and session.log_lines < max(COMPACT_AFTER, count - session.log_lines)
+        )
 
     async def _load_branch(self, session: Session, branch: Branch) -> None:
         """Find the branch's head from its file (a writer repairs a torn tail).
@@ -849,39 +899,102 @@ class FileEventStore(EventStore):
         whole of it finish or stops it before it starts. Should a crash strike
         between the two, the file is an orphan the manifest does not name:
         invisible, and moved aside by the next attempt (its feed entries are
-        cut by the next open).
+        cut by the next open). Concurrent new sessions go as one group, with
+        the syncs of one (:mod:`._roots`). Cancelling the caller does not
+        stop the write: the session lock stays held until it is done, so the
+        session's state never disagrees with its files.
         """
+        future: asyncio.Future[list[EventRecord]] = asyncio.get_running_loop().create_future()
+        self._roots.append((session, events, future))
+        if not self._rooting:
+            self._start_roots()
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([future])
+            raise
+
+    def _start_roots(self) -> None:
+        """Hand every new root branch waiting to the I/O thread as one group.
+
+        On the loop, with no await between the positions given and the call
+        queued: positions follow the queue.
+        """
+        waiting, self._roots = self._roots, []
+        jobs: list[RootJob] = []
+        for session, events, future in waiting:
+            try:
+                jobs.append(self._root_job(session, events, future))
+            except BaseException as exc:  # InvalidEvent: too large; no position used
+                future.set_exception(exc)
+        if not jobs:
+            return
+        fn = self._write_roots_io
+        try:
+            self._io.call_done(functools.partial(self._roots_done, jobs), fn, jobs)
+        except BaseException as exc:
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        self._rooting = True
+
+    def _root_job(
+        self, session: Session, events: list[EventRecord], future: asyncio.Future[list[EventRecord]]
+    ) -> RootJob:
         branch_id = events[0].branch_id
-        stored, data, part = self._stamp(session.session_id, branch_id, events, 0)
+        stamped = self._stamp(session.session_id, branch_id, events, 0)
         # The manifest is written after the events: it may record them as reached.
         meta = BranchMeta(branch_id=branch_id, created_at=utc_now(), known_head=events[-1].sequence)
         branch = Branch(meta)
         session.branches[branch_id] = branch
-        manifest = session.manifest()
-        del session.branches[branch_id]
+        try:
+            manifest = session.manifest()
+        finally:
+            del session.branches[branch_id]
+        return RootJob(session, branch, future, stamped, manifest)
 
-        def done(error: BaseException | None) -> None:
-            if error is None:
-                self._round.extend(stored)
+    def _write_roots_io(self, jobs: list[RootJob]) -> None:
+        root_fd, feed = self._root_fd, self._feed
+        assert root_fd is not None and feed is not None
+        if self._sync and self._ops.has_syncfs():
+            write_roots(self._io, root_fd, feed, jobs)
+            return
+        for job in jobs:
+            try:
+                self._write_root(job.directory, job.branch.file, job.data, job.manifest, job.part)
+            except OSError as exc:
+                job.error = storage_error(exc, "file store I/O failed")
+            except BaseException as exc:
+                job.error = exc
 
-        await self._io.call_done(
-            done, self._write_root, session.directory, branch.file, data, manifest, part
-        )
-        branch.loaded = True
-        branch.reset(events[-1].sequence, len(data))
-        branch.ids = {event.event_id: event.sequence for event in events}
-        session.branches[branch_id] = branch
-        session.exists = True
-        return stored
+    def _roots_done(self, jobs: list[RootJob], error: BaseException | None) -> None:
+        """On the loop, before the round's listeners: adopt each new branch or fail its caller."""
+        self._rooting = False
+        for job in jobs:
+            session, branch, failed = job.session, job.branch, error or job.error
+            if failed is not None:
+                # The disk may name it (a failed last sync): the next use reads it again.
+                session.loaded = False
+                job.future.set_exception(failed)
+                continue
+            stored = job.stored
+            branch.loaded = True
+            branch.reset(stored[-1].sequence, len(job.data))
+            branch.ids = {event.event_id: event.sequence for event in stored}
+            session.branches[branch.branch_id] = branch
+            session.exists = True
+            self._round.extend(stored)
+            job.future.set_result(stored)
+        if self._roots:
+            self._start_roots()
 
     def _write_root(
         self, directory: str, name: str, data: bytes, manifest: Manifest, part: FeedPart
     ) -> None:
         root_fd = self._root_fd
         assert root_fd is not None
-        if self._sync and self._ops.has_syncfs():
-            self._write_root_syncfs(root_fd, directory, name, data, manifest, part)
-            return
         prepare_root(self._io, root_fd, directory, name, sync=self._sync)
         feed = self._feed
         assert feed is not None
@@ -893,44 +1006,6 @@ class FileEventStore(EventStore):
                 feed.sync()
             write_manifest(self._ops, root_fd, directory, manifest, sync=self._sync)
         except BaseException:
-            if region is not None:
-                feed.keep(region, [], self._sync)
-            raise
-
-    def _write_root_syncfs(
-        self,
-        root_fd: int,
-        directory: str,
-        name: str,
-        data: bytes,
-        manifest: Manifest,
-        part: FeedPart,
-    ) -> None:
-        """:meth:`_write_root` in two syncs: directory, feed entries, events and the
-        staged manifest written unsynced, one ``syncfs`` makes them durable, the
-        rename names the branch, a second ``syncfs`` makes that durable. A kill
-        anywhere leaves the session new (its file an orphan the next open sets
-        aside, its feed entries cut) or created; nothing is acknowledged before
-        the second sync returns."""
-        ops = self._ops
-        feed = self._feed
-        assert feed is not None
-        prepare_root(self._io, root_fd, directory, name, sync=False)
-        region = feed.append([part])
-        staged = None
-        try:
-            self._io.write_now(directory, name, data, sync_directory=False, sync=False)
-            staged = stage_manifest(ops, root_fd, directory, manifest, sync=False)
-            self._io.syncs += 1
-            ops.syncfs(root_fd)
-            feed.streams_dirty = False
-            commit_manifest(ops, staged, sync=False)
-            staged = None
-            self._io.syncs += 1
-            ops.syncfs(root_fd)
-        except BaseException:
-            if staged is not None:
-                discard_manifest(ops, staged)
             if region is not None:
                 feed.keep(region, [], self._sync)
             raise
@@ -1025,10 +1100,14 @@ class FileEventStore(EventStore):
             )
             branch = Branch(meta)
             added = [name for name in (from_branch, branch_id) if name not in session.branches]
+            logged = added == [branch_id] and self._logs(session)
             session.branches.setdefault(from_branch, parent)
             session.branches[branch_id] = branch
             try:
-                await self._write_manifest(session, [session.branches[n] for n in added])
+                if logged:
+                    await self._log_branch(session, branch, fresh=True)
+                else:
+                    await self._write_manifest(session, [session.branches[n] for n in added])
             except BaseException:
                 for name in added:
                     del session.branches[name]
@@ -1587,10 +1666,16 @@ class FileEventStore(EventStore):
             if branch.closed:
                 return branch.info(session_id)
             added = branch_id not in session.branches
+            logged = not added and self._logs(session)
             session.branches[branch_id] = branch
             branch.meta.closed_at = utc_now()
+            if logged:
+                branch.meta.known_head = branch.head
             try:
-                await self._write_manifest(session, [branch] if added else [])
+                if logged:
+                    await self._log_branch(session, branch, fresh=False)
+                else:
+                    await self._write_manifest(session, [branch] if added else [])
             except BaseException:
                 branch.meta.closed_at = None
                 if added:

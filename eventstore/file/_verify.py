@@ -37,10 +37,11 @@ from .._codec import decode_record
 from .._errors import CorruptLog
 from .._ids import check_identifier, is_valid_identifier
 from ._batch import batch_end
+from ._branch_log import BRANCH_LOG, apply_log, read_log
 from ._leftover import BRANCH_SUFFIX, LINK_REFUSED, leftover_problem
-from ._manifest import MANIFEST, BranchMeta, decode_manifest, manifest_problems
+from ._manifest import MANIFEST, BranchMeta, Manifest, decode_manifest, manifest_problems
 from ._tail import TORN_SUFFIX, lost_events
-from ._writer import FileOps
+from ._writer import DIRECTORY, NOFOLLOW, FileOps
 
 __all__ = ("VerifyProblem", "VerifyProgress", "VerifyReport", "verify")
 
@@ -208,11 +209,15 @@ def _load_manifest(path: Path, found: _Found) -> dict[str, BranchMeta] | None:
         found.damage(path, 0, LINK_REFUSED)
         return None
     if not path.exists():
+        log = path.parent / BRANCH_LOG
+        if log.is_file() and not log.is_symlink() and log.stat().st_size:
+            found.damage(log, 1, f"a branch log but no {MANIFEST}: the manifest was lost")
         return None
     try:
         manifest = decode_manifest(path.read_bytes(), str(path))
+        _apply_branch_log(path.parent, manifest, found)
     except CorruptLog as exc:
-        found.damage(path, exc.line_number, exc.reason)
+        found.damage(Path(exc.path), exc.line_number, exc.reason)
         return None
     if manifest.session_id != path.parent.name:
         found.damage(path, 1, f"manifest of session {manifest.session_id!r}")
@@ -232,6 +237,30 @@ def _load_manifest(path: Path, found: _Found) -> dict[str, BranchMeta] | None:
         for branch in manifest.branches
         if is_valid_identifier(branch.branch_id)
     }
+
+
+def _apply_branch_log(folder: Path, manifest: Manifest, found: _Found) -> None:
+    """Apply the session's branch log to its manifest (a torn last line is reported).
+
+    :raises CorruptLog: for a damaged log, as the store would.
+    """
+    path = folder / BRANCH_LOG
+    ops = FileOps()
+    dir_fd = ops.open(str(folder), os.O_RDONLY | DIRECTORY | NOFOLLOW)
+    try:
+        log = read_log(ops, dir_fd, str(path))
+    finally:
+        ops.close(dir_fd)
+    if log is None:
+        return
+    if log.torn:
+        found.damage(
+            path,
+            len(log.entries) + 1,
+            "torn last line of the branch log (never acknowledged); a writer cuts it "
+            "when it next loads the session",
+        )
+    apply_log(manifest, log, str(path))
 
 
 def _check_lineage(

@@ -273,7 +273,12 @@ class Writer:
         return item.future
 
     def call_done(self, done: Done, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """:meth:`call`, with ``done(error)`` run on the loop before the future resolves."""
+        """:meth:`call`, with ``done(error)`` run on the loop before the future resolves.
+
+        For a call that appends to the feed index (new sessions' first events):
+        the writes queued before it are committed first, so the index keeps
+        position order within a round.
+        """
         self._check_running()
         item = _Call(asyncio.get_running_loop(), fn, args, done)
         self._queue.put(item)
@@ -418,6 +423,10 @@ class Writer:
                 writes.setdefault((item.directory, item.name), []).append(item)
             else:
                 assert isinstance(item, _Call)
+                if writes and item.done is not None:
+                    # A call_done appends feed entries: those of earlier writes go first.
+                    self._commit(writes, results)
+                    writes = {}
                 try:
                     results.append((item, item.fn(*item.args), None))
                 except OSError as exc:
