@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import msgspec
 
 from .._errors import InvalidEvent
-from .._json import encode_into
+from .._json import encode, encode_into
 from .._records import EventRecord
 
 __all__ = ("BATCH_END", "batch_end", "encode_batch")
@@ -49,6 +49,17 @@ def encode_batch(
     :raises InvalidEvent: if a record's line (without its marker) is larger
         than ``max_record_size``.
     """
+    if len(events) == 1:
+        # A single append: no marker, no buffer.
+        line = encode(events[0]) + b"\n"
+        if len(line) > max_record_size:
+            raise InvalidEvent(
+                f"record {events[0].sequence} is {len(line)} bytes, "
+                f"above max_record_size {max_record_size}"
+            )
+        if ends is not None:
+            ends.append(len(line))
+        return line
     buf = bytearray()
     # Every line but the last loses its closing brace to the marker.
     marker = b"," + BATCH_END + b"%d}\n" % events[-1].sequence

@@ -414,6 +414,16 @@ class FeedFile:
         if self.pending is not None:
             self._write_round(*self.pending)
         ops = self.ops
+        if type(parts) is tuple and len(parts) == 1:
+            # One write's round (an inline write): no joining, the flag spliced in.
+            part = parts[0]
+            if part.stream not in self.written:
+                _pwrite_all(ops, self.streams_fd, part.stream_entry, part.stream * STREAM.size)
+                self.written.add(part.stream)
+                self.streams_dirty = True
+            entries = part.entries
+            flagged = entries[:8] + (part.stream | ROUND).to_bytes(4, "little") + entries[12:]
+            return self._append_entries(flagged)
         chunks: list[bytes] = []
         for part in parts:
             if part.stream not in self.written:
@@ -427,9 +437,13 @@ class FeedFile:
         # Flag the round's first entry.
         stream = int.from_bytes(data[8:12], "little") | ROUND
         data[8:12] = stream.to_bytes(4, "little")
+        return self._append_entries(bytes(data))
+
+    def _append_entries(self, data: bytes) -> int:
         start = self.size
         try:
-            _pwrite_all(ops, self.fd, bytes(data), start)
+            assert self.fd is not None
+            _pwrite_all(self.ops, self.fd, data, start)
         except OSError:
             self.pending = (start, b"")
             self._retry()
@@ -802,7 +816,13 @@ def _pack(entry: Entry) -> bytes:
 
 
 def _pwrite_all(ops: FileOps, fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
+    written = ops.pwrite(fd, data, offset)
+    if written == len(data):
+        return
+    if written <= 0:
+        raise OSError(5, "short write")
+    view = memoryview(data)[written:]
+    offset += written
     while view:
         written = ops.pwrite(fd, view, offset)
         if written <= 0:

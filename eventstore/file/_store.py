@@ -17,7 +17,10 @@ Layout::
 A fork stores only its own events; its inherited history is read from each
 ancestor's file (copy-on-write, :mod:`eventstore._lineage`). Every blocking call
 runs on one I/O thread (:mod:`eventstore.file._writer`) which commits all
-pending appends of a round with one write per file and one sync.
+pending appends of a round with one write per file and one sync; only with
+``durability="write"``, an append to an open log with nothing queued is written
+(page cache only, never a sync) on the event loop's thread, which is cheaper
+than the hop.
 
 Crash safety: a torn last line is cut off when its branch is opened (kept in
 ``.torn``); a merge records its intent in ``branches.json`` first, so the open
@@ -782,7 +785,8 @@ class FileEventStore(EventStore):
         fast = self._open_branch(events)
         if fast is not None and first.sequence == fast[1].pending_head + 1:
             stored, pending = self._submit(*fast, events)
-            await pending
+            if pending is not None:
+                await pending
             return stored
         async with self._locked(first.session_id) as session:
             stored, written = await self._append_locked(session, events)
@@ -798,7 +802,8 @@ class FileEventStore(EventStore):
         fast = self._open_branch(events)
         if fast is not None:
             stored, pending = self._submit(*fast, _numbered(events, fast[1].pending_head))
-            await pending
+            if pending is not None:
+                await pending
             return stored
         async with self._locked(first.session_id) as session:
             replayed = await self._replay(session, events)
@@ -1021,10 +1026,17 @@ class FileEventStore(EventStore):
         :raises InvalidEvent: for a record above ``max_record_size`` (no position is used).
         """
         first = self._position + 1
+        assert self._feed is not None
+        if len(events) == 1:
+            stored = [_replace(events[0], position=first)]
+            data = encode_batch(stored, self.max_record_size)
+            number, raw = self._feed.streams.number(session_id, branch_id)
+            self._position = first
+            entry = entry_bytes(first, number, len(data), offset, stored[0].sequence)
+            return stored, data, FeedPart(entry, number, raw)
         stored = [_replace(event, position=p) for p, event in enumerate(events, first)]
         ends: list[int] = []
         data = encode_batch(stored, self.max_record_size, ends)
-        assert self._feed is not None
         number, raw = self._feed.streams.number(session_id, branch_id)
         start = 0
         chunks = []
@@ -1038,7 +1050,12 @@ class FileEventStore(EventStore):
 
     def _submit(
         self, session: Session, branch: Branch, events: list[EventRecord]
-    ) -> tuple[list[EventRecord], asyncio.Future[None]]:
+    ) -> tuple[list[EventRecord], asyncio.Future[None] | None]:
+        """Stamp and hand ``events`` to the I/O thread: the records, and the write to
+        await (``None``: already written, see :meth:`Writer.write`).
+
+        :raises StorageError: if a write made inline failed (``done`` undid it).
+        """
         offset = branch.pending_size
         stored, data, part = self._stamp(session.session_id, branch.branch_id, events, offset)
         first = events[0].sequence
@@ -1166,7 +1183,8 @@ class FileEventStore(EventStore):
                 return MergeResult(source_id, target_id, 0, target.head)
             try:
                 _, written = self._submit(session, target, records)
-                await written
+                if written is not None:
+                    await written
             except BaseException:
                 # Nothing reached the target: reopen the source. If this manifest
                 # write fails too, the next open sees the intent and undoes it.

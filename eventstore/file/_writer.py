@@ -1,10 +1,19 @@
 """The one thread that owns the file store's blocking I/O, with group commit.
 
-Coroutines never touch a file descriptor: they put work on a queue and await a
-future (aiosqlite's design). The thread drains *everything* pending each round,
-writes each file's appends with one ``pwrite`` and makes the round durable with
-one sync, so concurrent appends across sessions share the cost of an fsync.
-Results go back to each event loop with one ``call_soon_threadsafe`` per round.
+Coroutines put work on a queue and await a future (aiosqlite's design). The
+thread drains *everything* pending each round, writes each file's appends with
+one ``pwrite`` and makes the round durable with one sync, so concurrent appends
+across sessions share the cost of an fsync. Results go back to each event loop
+with one ``call_soon_threadsafe`` per round.
+
+One exception: without syncs (``durability="write"``) an append to a file the
+thread already has open is written on the loop thread itself when nothing is
+queued or undelivered (:meth:`Writer.write`): one ``pwrite`` to the feed index
+and one to the log, a few microseconds into the page cache, where the hop to
+the thread and back costs tens. The thread's lock keeps the two apart; work
+still queued or undelivered keeps the queue's order, so positions and
+deliveries stay in order. Opening and creating files, and every sync, stay on
+the thread.
 
 Every system call goes through a :class:`FileOps` object: the seam tests use to
 inject ``ENOSPC`` or ``EIO`` at any write or sync.
@@ -196,6 +205,52 @@ class _Stop(_Item):
 _Result = tuple[_Item, Any, BaseException | None]
 
 
+class _Syncer:
+    """A second thread that syncs the feed index while the I/O thread syncs the logs.
+
+    Two ``fsync`` calls in flight at once join one journal commit on ext4
+    (measured: a round of one log and the index ~1.6-2.5x faster than two
+    ``fsync`` calls in a row), without the cost of a ``syncfs``, which flushes
+    every dirty file of the file system, other programs' too.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Semaphore(0)
+        self._finished = threading.Semaphore(0)
+        self._fn: Callable[[], None] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="eventstore-file-sync", daemon=True)
+        self._thread.start()
+
+    def start(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+        self._error = None
+        self._go.release()
+
+    def wait(self) -> BaseException | None:
+        """Wait for the call :meth:`start` began; return what it raised, if anything."""
+        self._finished.acquire()
+        return self._error
+
+    def stop(self) -> None:
+        self._fn = None
+        self._go.release()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._go.acquire()
+            fn = self._fn
+            if fn is None:
+                return
+            try:
+                fn()
+            except BaseException as exc:  # handed to the I/O thread
+                self._error = exc
+            self._fn = None
+            self._finished.release()
+
+
 class Writer:
     """Owner of every file descriptor of one store, run by one daemon thread.
 
@@ -226,9 +281,15 @@ class Writer:
         self._max_open = max_open
         self._syncfs_threshold = syncfs_threshold if ops.has_syncfs() else sys.maxsize
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        #: Held by the thread for each round; the loop takes it for an inline write.
+        self._busy = threading.Lock()
+        #: Items queued and not yet delivered back to their loop (loop side only).
+        self._unsettled = 0
         self._handles: OrderedDict[str, _Handle] = OrderedDict()
         self._thread = threading.Thread(target=self._run, name="eventstore-file-io", daemon=True)
         self._stopped = False
+        #: Syncs the feed index beside the logs' syncs (started on the first such round).
+        self._syncer: _Syncer | None = None
         #: The feed index (a ``_feed.FeedFile``) each round's entries go to, once open.
         self.feed: Any = None
         #: Runs on the loop after a round's ``done`` callbacks, before its futures resolve.
@@ -245,18 +306,77 @@ class Writer:
 
     def write(
         self, directory: str, name: str, offset: int, data: bytes, done: Done, feed: Any = None
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[None] | None:
         """Queue ``data`` for ``directory/name`` at ``offset`` (which must be its good size).
 
         ``done`` runs on the loop with the outcome even if the caller was
         cancelled, so the caller's state never disagrees with the file.
         ``feed`` (a ``_feed.FeedPart``) goes to the feed index in the same
         round, before the data, and leaves it again if the write fails.
+
+        :returns: the future to await; ``None`` when the write was made on
+            this thread already (no syncs, the file open, nothing queued):
+            ``done`` and :attr:`on_round` have run, the data is in the page cache.
+        :raises StorageError: if that inline write failed (``done`` saw the
+            error first; the file and the feed index are cut back).
         """
         self._check_running()
+        if not self._sync and not self._unsettled and self._busy.acquire(blocking=False):
+            try:
+                handle = self._handles.get(f"{directory}/{name}")
+                ready = (
+                    handle is not None
+                    and not handle.dirty
+                    and handle.size == offset
+                    and (self.feed is None or self.feed.fd is not None or feed is None)
+                )
+                if ready:
+                    assert handle is not None
+                    error: BaseException | None
+                    try:
+                        error = self._write_inline(handle, directory, name, data, feed)
+                    except BaseException as exc:  # a bug: ``done`` must still hear of it
+                        error = exc
+            finally:
+                self._busy.release()
+            if ready:
+                done(error)
+                if self.on_round is not None:
+                    self.on_round()
+                if error is not None:
+                    raise error
+                return None
         item = _Write(asyncio.get_running_loop(), done, directory, name, offset, data, feed)
+        self._unsettled += 1
         self._queue.put(item)
         return item.future
+
+    def _write_inline(
+        self, handle: _Handle, directory: str, name: str, data: bytes, part: Any
+    ) -> StorageError | None:
+        """One round of one write, on the calling thread (no sync): as :meth:`_commit`."""
+        self.rounds += 1
+        feed = self.feed
+        region = None
+        if feed is not None and part is not None:
+            try:
+                region = feed.append((part,))
+            except OSError as exc:
+                return storage_error(exc, "write the feed index")
+        try:
+            self._pwrite_all(handle, data)
+        except OSError as exc:
+            error = storage_error(exc, f"write {directory}/{name}")
+            try:
+                self._truncate(handle)
+            except OSError:
+                handle.dirty = True
+            if region is not None:
+                feed.keep(region, (), False)
+            return error
+        handle.size += len(data)
+        self.writes += 1
+        return None
 
     def _check_running(self) -> None:
         # Work queued behind the stop would wait forever for a finished thread.
@@ -269,6 +389,7 @@ class Writer:
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         item = _Call(asyncio.get_running_loop(), fn, args)
+        self._unsettled += 1
         self._queue.put(item)
         return item.future
 
@@ -281,6 +402,7 @@ class Writer:
         """
         self._check_running()
         item = _Call(asyncio.get_running_loop(), fn, args, done)
+        self._unsettled += 1
         self._queue.put(item)
         return item.future
 
@@ -407,14 +529,19 @@ class Writer:
         for order, item in enumerate(items):
             item.order = order
         stops = [item for item in items if isinstance(item, _Stop)]
-        self._round([item for item in items if not isinstance(item, _Stop)])
+        with self._busy:
+            results = self._round([item for item in items if not isinstance(item, _Stop)])
+            if stops:
+                self._close_all()
+        # Delivered once the lock is free: a caller resumed by it may write inline.
+        self._post(results)
         if stops:
-            self._close_all()
             self._post([(item, None, None) for item in stops if hasattr(item, "future")])
             return False
         return True
 
-    def _round(self, items: list[_Item]) -> None:
+    def _round(self, items: list[_Item]) -> list[_Result]:
+        """Run one round's calls and writes; return the results to deliver."""
         self.rounds += 1
         results: list[_Result] = []
         writes: dict[tuple[str, str], list[_Write]] = {}
@@ -423,8 +550,11 @@ class Writer:
                 writes.setdefault((item.directory, item.name), []).append(item)
             else:
                 assert isinstance(item, _Call)
-                if writes and item.done is not None:
-                    # A call_done appends feed entries: those of earlier writes go first.
+                if item.done is not None and writes:
+                    # A call with a ``done`` writes records (a new root's first
+                    # events) whose positions follow the writes queued before
+                    # it: those go to the feed index first, so it stays in
+                    # position order.
                     self._commit(writes, results)
                     writes = {}
                 try:
@@ -442,7 +572,7 @@ class Writer:
                 self._handles[key] = old
                 continue
             self.ops.close(old.fd)
-        self._post(results)
+        return results
 
     def _post(self, results: list[_Result]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
@@ -452,7 +582,7 @@ class Writer:
         for loop, batch in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, batch, self.on_round)
+                loop.call_soon_threadsafe(self._deliver, batch)
 
     def _commit(self, writes: dict[tuple[str, str], list[_Write]], results: list[_Result]) -> None:
         planned: list[tuple[_Handle, str, list[_Write], bytes, int]] = []
@@ -539,28 +669,40 @@ class Writer:
             if feed:
                 self.feed.streams_dirty = False
             return staged
+        syncer = None
         if feed:
-            try:
-                self.syncs += 1
-                self.feed.sync()
-            except OSError as exc:
-                error = storage_error(exc, "fsync the feed index")
-                for handle, _, accepted, _ in staged:
-                    self._rollback(handle, accepted, results, error)
-                return []
+            self.syncs += 1
+            # In flight beside the logs' syncs: the feed index's entries were
+            # written before the lines, so the journal commits them no later.
+            syncer = self._syncer
+            if syncer is None:
+                syncer = self._syncer = _Syncer()
+            syncer.start(self.feed.sync)
         kept = []
-        for entry in staged:
-            handle, path, accepted, _ = entry
-            try:
-                self.syncs += 1
-                ops.fsync(handle.fd)
-                if handle.new:
-                    self._sync_directory(path.rpartition("/")[0])
-                    handle.new = False
-            except OSError as exc:
-                self._rollback(handle, accepted, results, storage_error(exc, f"fsync {path}"))
-                continue
-            kept.append(entry)
+        try:
+            for entry in staged:
+                handle, path, accepted, _ = entry
+                try:
+                    self.syncs += 1
+                    ops.fsync(handle.fd)
+                    if handle.new:
+                        self._sync_directory(path.rpartition("/")[0])
+                        handle.new = False
+                except OSError as exc:
+                    error = storage_error(exc, f"fsync {path}")
+                    self._rollback(handle, accepted, results, error)
+                    continue
+                kept.append(entry)
+        finally:
+            # Whatever happened here, the feed index's sync ends before the round does.
+            failed = None if syncer is None else syncer.wait()
+        if failed is not None:
+            if not isinstance(failed, OSError):
+                raise failed
+            error = storage_error(failed, "fsync the feed index")
+            for handle, _, accepted, _ in kept:
+                self._rollback(handle, accepted, results, error)
+            return []
         return kept
 
     def _sync_directory(self, directory: str) -> None:
@@ -571,8 +713,13 @@ class Writer:
             self.ops.close(fd)
 
     def _pwrite_all(self, handle: _Handle, data: bytes) -> None:
-        view = memoryview(data)
-        offset = handle.size
+        written = self.ops.pwrite(handle.fd, data, handle.size)
+        if written == len(data):
+            return
+        if written <= 0:
+            raise OSError(errno.EIO, "short write")
+        view = memoryview(data)[written:]
+        offset = handle.size + written
         while view:
             written = self.ops.pwrite(handle.fd, view, offset)
             if written <= 0:
@@ -604,11 +751,19 @@ class Writer:
         handle.dirty = False
 
     def _close_all(self) -> None:
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None
         if self.feed is not None:
             self.feed.close()
         while self._handles:
             _, handle = self._handles.popitem()
             self.ops.close(handle.fd)
+
+    def _deliver(self, batch: list[_Result]) -> None:
+        """On the loop: a round's ``done`` callbacks, :attr:`on_round`, then its futures."""
+        self._unsettled -= sum(not isinstance(item, _Stop) for item, _, _ in batch)
+        _deliver(batch, self.on_round)
 
 
 def _deliver(batch: list[_Result], on_round: Callable[[], None] | None) -> None:
