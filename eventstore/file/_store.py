@@ -418,6 +418,9 @@ class FileEventStore(EventStore):
             await self._quiet
 
     def _release(self) -> None:
+        if self._feed is not None:
+            # A writer's thread closed it already; a reader's feed is closed here.
+            self._feed.close()
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
