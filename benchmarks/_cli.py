@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _appends, _live, _postgres, _reads, _report
+from . import _appends, _frameworks, _live, _postgres, _reads, _report
 from ._harness import MODES, Context, Row
 
 __all__ = ("WORKLOADS", "main", "run")
@@ -32,6 +32,7 @@ WORKLOADS: dict[str, Workload] = {
         *_live.WORKLOADS,
         *_appends.WORKLOADS[3:],
         *_postgres.WORKLOADS,
+        *_frameworks.WORKLOADS,
     )
 }
 
