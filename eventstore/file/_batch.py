@@ -40,6 +40,15 @@ def _suggest(size: int) -> int:
     return 1 << (size - 1).bit_length()
 
 
+def _too_large(sequence: int, size: int, max_record_size: int) -> InvalidEvent:
+    return InvalidEvent(
+        f"record {sequence} is {size} bytes, above max_record_size "
+        f"{max_record_size} (the file store's limit per encoded record): store large "
+        "payloads elsewhere and record a reference, or raise the limit with "
+        f"FileEventStore(..., max_record_size={_suggest(size)})"
+    )
+
+
 def encode_batch(
     events: Sequence[EventRecord], max_record_size: int, ends: list[int] | None = None
 ) -> bytes:
@@ -53,10 +62,7 @@ def encode_batch(
         # A single append: no marker, no buffer.
         line = encode(events[0]) + b"\n"
         if len(line) > max_record_size:
-            raise InvalidEvent(
-                f"record {events[0].sequence} is {len(line)} bytes, "
-                f"above max_record_size {max_record_size}"
-            )
+            raise _too_large(events[0].sequence, len(line), max_record_size)
         if ends is not None:
             ends.append(len(line))
         return line
@@ -69,12 +75,7 @@ def encode_batch(
         encode_into(event, buf, -1)
         size = len(buf) - start + 1
         if size > max_record_size:
-            raise InvalidEvent(
-                f"record {event.sequence} is {size} bytes, above max_record_size "
-                f"{max_record_size} (the file store's limit per encoded record): store large "
-                "payloads elsewhere and record a reference, or raise the limit with "
-                f"FileEventStore(..., max_record_size={_suggest(size)})"
-            )
+            raise _too_large(event.sequence, size, max_record_size)
         if n == last:
             buf += b"\n"
         else:
