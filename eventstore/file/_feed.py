@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import NamedTuple
 
 import msgspec
@@ -78,6 +79,12 @@ class Entry(NamedTuple):
     length: int
     offset: int
     sequence: int
+
+
+#: An entry as read: (position, stream, length, offset, sequence).
+RawEntry = tuple[int, int, int, int, int]
+_POSITION, _STREAM, _LENGTH, _OFFSET, _SEQUENCE = range(5)
+_by_offset = itemgetter(_OFFSET)
 
 
 class FeedPart(NamedTuple):
@@ -302,12 +309,13 @@ class FeedFile:
             return 0
         highest = self.entry(count - 1).position
         first = self._round_start(count)
-        entries = [Entry(*fields) for fields in self.entries(first, count)]
+        # Raw tuples: a round of a large batch holds thousands of entries.
+        entries = self.entries(first, count)
         kept = self._whole(writer, entries)
         if len(kept) != len(entries) or end != ops.fstat(self.fd).st_size:
             start = len(HEADER) + first * ENTRY.size
             self.size = start
-            self._write_round(start, b"".join(_pack(e) for e in kept))
+            self._write_round(start, b"".join(_pack(Entry(*e)) for e in kept))
             if self.sync_writes:
                 ops.fsync(self.fd)
         return highest
@@ -329,7 +337,7 @@ class FeedFile:
             end = start
         return 0
 
-    def _whole(self, writer: object, entries: list[Entry]) -> list[Entry]:
+    def _whole(self, writer: object, entries: list[RawEntry]) -> list[RawEntry]:
         """The entries a kill did not leave dangling.
 
         Cut only what a kill can leave: entries whose line lies beyond the end
@@ -340,29 +348,29 @@ class FeedFile:
         manifest records as reached. Anything else that looks wrong is
         damage, which reads report; its entries stay.
         """
-        by_stream: dict[int, list[Entry]] = {}
+        by_stream: dict[int, list[RawEntry]] = {}
         for entry in entries:
-            by_stream.setdefault(entry.stream & ~ROUND, []).append(entry)
+            by_stream.setdefault(entry[_STREAM] & ~ROUND, []).append(entry)
         good: set[int] = set()
         for number, group in by_stream.items():
-            group.sort(key=lambda e: e.offset)
+            group.sort(key=_by_offset)
             key = self.streams.ids[number] if number < len(self.streams.ids) else None
             if key is None:
                 continue
             session_id, branch_id = key
             directory = f"{self.root}/{session_id}"
-            starts_file = group[0].offset == 0
+            starts_file = group[0][_OFFSET] == 0
             try:
                 manifest = read_manifest(self.ops, directory, session_id)
                 handle = writer.handle(directory, f"{branch_id}.jsonl")  # type: ignore[attr-defined]
             except (CorruptLog, OSError):
-                good.update(entry.position for entry in group)
+                good.update(entry[_POSITION] for entry in group)
                 continue
             metas = {} if manifest is None else {m.branch_id: m for m in manifest.branches}
             meta = metas.get(branch_id)
             # What the manifest records as reached was acknowledged: never cut.
             known = 0 if meta is None else meta.known_head
-            good.update(entry.position for entry in group if entry.sequence <= known)
+            good.update(entry[_POSITION] for entry in group if entry[_SEQUENCE] <= known)
             named = meta is not None
             if handle is None or not named:
                 size = 0 if handle is None else self.ops.fstat(handle.fd).st_size
@@ -371,33 +379,33 @@ class FeedFile:
                 )
                 if not (starts_file and leftover):
                     # More than one first write: a lost manifest, which reads report.
-                    good.update(entry.position for entry in group)
+                    good.update(entry[_POSITION] for entry in group)
                 continue
             size = self.ops.fstat(handle.fd).st_size
-            present = [entry for entry in group if entry.offset + entry.length <= size]
+            present = [entry for entry in group if entry[_OFFSET] + entry[_LENGTH] <= size]
             if len(present) < len(group):
                 # A kill leaves nothing or a line without its newline past the
                 # last whole line; a whole line there is damage: keep the entries.
                 first = group[len(present)]
-                rest = self.ops.pread(handle.fd, max(0, size - first.offset), first.offset)
-                if b"\n" in rest or first.offset > size:
-                    good.update(entry.position for entry in group)
+                rest = self.ops.pread(handle.fd, max(0, size - first[_OFFSET]), first[_OFFSET])
+                if b"\n" in rest or first[_OFFSET] > size:
+                    good.update(entry[_POSITION] for entry in group)
                     continue
             # A batch cut short (its last line missing) goes, as the log's open cuts it.
             if present:
                 last = present[-1]
-                line = self.ops.pread(handle.fd, last.length, last.offset)
+                line = self.ops.pread(handle.fd, last[_LENGTH], last[_OFFSET])
                 stop = batch_end(line) if BATCH_END in line else 0
-                if stop > last.sequence:
+                if stop > last[_SEQUENCE]:
                     while present:
-                        line = self.ops.pread(handle.fd, present[-1].length, present[-1].offset)
+                        line = self.ops.pread(handle.fd, present[-1][_LENGTH], present[-1][_OFFSET])
                         if batch_end(line) != stop:
                             break
                         present.pop()
-            good.update(entry.position for entry in present)
-        out: list[Entry] = []
+            good.update(entry[_POSITION] for entry in present)
+        out: list[RawEntry] = []
         for entry in entries:
-            if entry.position in good and (not out or entry.position > out[-1].position):
+            if entry[_POSITION] in good and (not out or entry[_POSITION] > out[-1][_POSITION]):
                 out.append(entry)
         return out
 
