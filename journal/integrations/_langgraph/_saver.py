@@ -22,7 +22,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from eventstore import MAIN, BranchNotFound, EventRecord, new_ulid
+from eventstore import MAIN, BranchInfo, BranchNotFound, EventRecord, new_ulid
 from journal._journal import EventJournal
 from journal._typed import JournalError
 
@@ -43,6 +43,79 @@ T = TypeVar("T")
 _BRANCH_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,121}")
 _HEAD_KINDS = (CHECKPOINT, DELETED)
 _MAX_HEADS = 4096
+_MAX_MARKS = 4096  # checkpoints remembered per session
+_MAX_VIEWS = 256  # sessions remembered
+_MAX_GAPS = 16  # appends of ours a view waits for before it starts over
+
+
+class _Mark:
+    """Where one checkpoint this saver knows is, with its latest pending-writes record."""
+
+    __slots__ = ("branch", "event_id", "known", "sequence", "writes_id", "writes_sequence")
+
+    def __init__(self, record: EventRecord, writes: EventRecord | None, known: bool) -> None:
+        self.branch, self.sequence, self.event_id = (
+            record.branch_id,
+            record.sequence,
+            record.event_id,
+        )
+        # ``known``: ``writes`` is the checkpoint's latest writes record (None: it has none).
+        self.known = known
+        self.writes_sequence, self.writes_id = 0, ""
+        if writes is not None:
+            self.wrote(writes)
+
+    def wrote(self, writes: EventRecord) -> None:
+        """``writes`` is now the checkpoint's latest writes record."""
+        self.writes_sequence, self.writes_id = writes.sequence, writes.event_id
+
+
+class _View:
+    """What this saver knows of one session, exact while its branches' heads are ``heads``.
+
+    ``heads[b]`` is the head of branch ``b`` up to which every record is
+    accounted for: the marks of checkpoints on ``b`` name their latest writes
+    record as of that head. Only this saver's appends advance it (see
+    :meth:`JournalCheckpointSaver._note`), contiguously: once another saver or
+    process writes the branch, its head never again equals ``heads[b]``, so
+    :meth:`JournalCheckpointSaver._unmoved` fails and the slow reads run (until
+    the view is rebuilt). A mark is ``known`` (names the latest writes) once a
+    lookup of the whole session found them, or, in a ``fresh`` view, from its
+    put on; a fresh view is checked against every branch's head. ``latest[ns]``
+    (the key of the newest live checkpoint of ``ns``) needs every branch in
+    ``heads`` (``complete``).
+    """
+
+    __slots__ = ("complete", "fresh", "heads", "latest", "marks", "orphans", "pending")
+
+    def __init__(self, heads: dict[str, int] | None = None) -> None:
+        self.heads: dict[str, int] = heads or {}
+        self.complete = heads is not None
+        self.pending: set[tuple[str, int]] = set()
+        self.marks: dict[str, _Mark] = {}
+        self.latest: dict[str, tuple[str, str]] = {}  # ns -> (checkpoint id, key)
+        # Fresh: this saver appended every record of the session, so a checkpoint
+        # it puts has no writes unless it wrote them (``orphans``) or put it before.
+        self.fresh = False
+        self.orphans: set[str] = set()
+
+    def add(self, key: str, mark: _Mark) -> None:
+        """Remember ``mark``, forgetting the older half of the marks if there are too many.
+
+        A fresh view forgets them all and is fresh no more (a forgotten mark
+        could not tell a later put of the same checkpoint that it had writes).
+        """
+        if len(self.marks) >= _MAX_MARKS or len(self.orphans) >= _MAX_MARKS:
+            if self.fresh:
+                self.marks.clear()
+                self.latest.clear()
+                self.orphans.clear()
+                self.fresh = False
+                mark.known = False
+            else:
+                for old in list(self.marks)[: _MAX_MARKS // 2]:
+                    del self.marks[old]
+        self.marks[key] = mark
 
 
 class SyncCallError(JournalError, RuntimeError):
@@ -92,6 +165,12 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
     and another checkpoint's writes may share one durable write (the file
     store's group commit).
 
+    The saver remembers where the checkpoints it put or read last are (a few
+    integers each, up to 4096 per thread); before using that memory it checks
+    the store's branch heads, so a thread written by another saver or process
+    is read from the store. Reading one's own checkpoint by id or the latest
+    then costs one positional read, and ``put_writes`` reads no record first.
+
     :param journal: an open journal; the saver does not close it.
     :param serde: the serializer of checkpoints and writes (default:
         LangGraph's ``JsonPlusSerializer``).
@@ -117,6 +196,10 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         # (session, ns) -> (branch, checkpoint id) of the last checkpoint this saver put
         # there: a put whose parent it is needs no read (see ``_branch_for``).
         self._heads: dict[tuple[str, str], tuple[str, str]] = {}
+        # session -> what this saver knows of it, checked against the store's heads
+        # before each use (see ``_View``).
+        self._views: dict[str, _View] = {}
+        self._inflight: dict[str, int] = {}  # session -> appends not yet accounted for
 
     @property
     def _codec(self) -> Codec:
@@ -137,18 +220,27 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         session = session_for(thread_id)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
+            key = checkpoint_key(ns, checkpoint_id)
+            found = await self._known(session, key)
+            if found is not None and found[1] is not None:
+                return self._tuple(str(thread_id), found[1], found[2])
             # Both lookups at once: PostgreSQL runs them on two connections.
             record, writes = await asyncio.gather(
-                self.journal.get_by_key(session, checkpoint_key(ns, checkpoint_id)),
+                self.journal.get_by_key(session, key),
                 self.journal.get_by_key(session, writes_key(ns, checkpoint_id)),
             )
             if record is None or record.kind != CHECKPOINT:
                 return None
         else:
-            record = await self._latest(session, ns)
+            found = await self._known_latest(session, ns)
+            if found is not None and found[1] is not None:
+                return self._tuple(str(thread_id), found[1], found[2])
+            infos = await self.journal.list_branches(session)
+            record = await self._latest(session, ns, infos)
             if record is None:
                 return None
             writes = await self.journal.get_by_key(session, writes_key(ns, record.data["id"]))
+            await self._learn(session, ns, infos, record, writes)
         return self._tuple(str(thread_id), record, writes)
 
     async def alist(
@@ -226,23 +318,29 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         data = self._codec.checkpoint_data(
             ns, checkpoint, dict(get_checkpoint_metadata(config, metadata)), parent
         )
-        key = checkpoint_key(ns, checkpoint["id"])
+        key, wkey = checkpoint_key(ns, checkpoint["id"]), writes_key(ns, checkpoint["id"])
         async with self._lock(session):
-            branch = await self._branch_for(session, ns, parent, checkpoint["id"])
-            try:
-                await self.journal.record(
-                    session, CHECKPOINT, data, branch_id=branch, metadata={"key": key}
-                )
-            except BranchNotFound:
-                # The remembered branch went with its session (deleted elsewhere).
-                self._forget(session)
+            for attempt in (1, 2):
                 branch = await self._branch_for(session, ns, parent, checkpoint["id"])
-                await self.journal.record(
-                    session, CHECKPOINT, data, branch_id=branch, metadata={"key": key}
-                )
+                # A new session: this saver will have seen every record of it.
+                new = session not in self._views and not await self.journal.list_branches(session)
+                try:
+                    record, view = await self._append(session, CHECKPOINT, data, branch, key, new)
+                    break
+                except BranchNotFound:
+                    # The remembered branch went with its session (deleted elsewhere).
+                    self._forget(session)
+                    if attempt == 2:
+                        raise
             if len(self._heads) >= _MAX_HEADS:
                 self._heads.clear()
             self._heads[(session, ns)] = (branch, checkpoint["id"])
+            # It has no writes yet, unless some were written for its id before (a re-put).
+            known = view.fresh and key not in view.marks and wkey not in view.orphans
+            view.add(key, _Mark(record, None, known=known))
+            newest = view.latest.get(ns)
+            if newest is not None and checkpoint["id"] > newest[0]:
+                view.latest[ns] = (checkpoint["id"], key)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -271,12 +369,23 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         ns, checkpoint_id = conf.get("checkpoint_ns", ""), conf["checkpoint_id"]
         session = session_for(conf["thread_id"])
         wkey = writes_key(ns, checkpoint_id)
+        key = checkpoint_key(ns, checkpoint_id)
         codec = self._codec
         async with self._lock(f"{session}\n{wkey}"):
-            previous, owner = await asyncio.gather(
-                self.journal.get_by_key(session, wkey),
-                self.journal.get_by_key(session, checkpoint_key(ns, checkpoint_id)),
-            )
+            found = await self._known(session, key, checkpoint=False)
+            if found is not None:
+                branch, _, previous = found
+            else:
+                previous, owner = await asyncio.gather(
+                    self.journal.get_by_key(session, wkey),
+                    self.journal.get_by_key(session, key),
+                )
+                if owner is not None:
+                    branch = owner.branch_id
+                elif previous is not None:
+                    branch = previous.branch_id
+                else:
+                    branch = await self._current_branch(session)
             entries = {(e[0], e[1]): e for e in previous.data["writes"]} if previous else {}
             changed = False
             for index, (channel, value) in enumerate(writes):
@@ -287,20 +396,16 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
                 changed = True
             if not changed:
                 return
-            if owner is not None:
-                branch = owner.branch_id
-            elif previous is not None:
-                branch = previous.branch_id
-            else:
-                branch = await self._current_branch(session)
             ordered = sorted(entries.values(), key=lambda e: writes_sort_key(e[5], e[0], e[1]))
-            await self.journal.record(
-                session,
-                WRITES,
-                {"ns": ns, "checkpoint_id": checkpoint_id, "writes": ordered},
-                branch_id=branch,
-                metadata={"key": wkey},
-            )
+            data = {"ns": ns, "checkpoint_id": checkpoint_id, "writes": ordered}
+            record, view = await self._append(session, WRITES, data, branch, wkey)
+            mark = view.marks.get(key)
+            if mark is None:
+                view.orphans.add(wkey)
+            elif mark.branch == branch:
+                # Now the checkpoint's latest writes record (the others were merged in).
+                mark.known = True
+                mark.wrote(record)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's session: every checkpoint, write and fork of it.
@@ -323,6 +428,7 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         """
         self._bind()
         source, target = session_for(source_thread_id), session_for(target_thread_id)
+        self._forget(target)
         try:
             await self.journal.copy_session(source, target)
         except BranchNotFound:
@@ -494,8 +600,153 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
 
     def _forget(self, session: str) -> None:
         """Drop what this saver remembers of a session's heads."""
+        self._views.pop(session, None)
         for key in [k for k in self._heads if k[0] == session]:
             del self._heads[key]
+
+    async def _append(
+        self, session: str, kind: str, data: Any, branch: str, key: str, new: bool = False
+    ) -> tuple[EventRecord, _View]:
+        """Record an event keyed ``key`` and account for it (:meth:`_note`)."""
+        self._inflight[session] = self._inflight.get(session, 0) + 1
+        try:
+            record = await self.journal.record(
+                session, kind, data, branch_id=branch, metadata={"key": key}
+            )
+            return record, self._note(session, record, new)
+        finally:
+            self._inflight[session] -= 1
+            if not self._inflight[session]:
+                del self._inflight[session]
+
+    def _note(self, session: str, record: EventRecord, new: bool = False) -> _View:
+        """Account for a record this saver appended; the session's view (a new one if none).
+
+        ``new``: the session had no branch before ``record`` was appended.
+        """
+        view = self._views.get(session)
+        branch, sequence = record.branch_id, record.sequence
+        if view is None:
+            if len(self._views) >= _MAX_VIEWS:
+                del self._views[next(iter(self._views))]
+            view = self._views[session] = _View()
+            view.fresh = new and branch == MAIN and sequence == 1
+        head = view.heads.get(branch)
+        if head is None and view.fresh and view.heads:
+            # Another writer's branch: what the fresh view proved is void.
+            del self._views[session]
+            return self._note(session, record)
+        if head is None:
+            # A branch this view did not know: what came before concerns none of its marks.
+            view.heads[branch] = sequence
+            view.complete = False
+            view.latest.clear()
+        elif sequence == head + 1:
+            while (branch, sequence + 1) in view.pending:
+                sequence += 1
+                view.pending.discard((branch, sequence))
+            view.heads[branch] = sequence
+        elif sequence > head and len(view.pending) < _MAX_GAPS:
+            # Another append of ours not accounted yet, or another writer's: the head
+            # stays until the gap is filled, so no check passes meanwhile.
+            view.pending.add((branch, sequence))
+        else:
+            # Accounted already (the session was rewritten), or too many gaps: start over.
+            del self._views[session]
+            return self._note(session, record)
+        return view
+
+    async def _unmoved(self, session: str, view: _View, branch: str) -> bool:
+        """Whether no one else wrote what ``view`` relies on for ``branch``'s marks.
+
+        A fresh view relies on every branch (its marks assume no writes came
+        before their checkpoints), others on ``branch`` alone. A fresh view
+        found moved while no append of ours is under way is dropped.
+        """
+        if not view.fresh:
+            expected = view.heads.get(branch)
+            return expected is not None and await self.journal.head(session, branch) == expected
+        infos = await self.journal.list_branches(session)
+        if {i.branch_id: i.head for i in infos} == view.heads:
+            return True
+        if not self._inflight.get(session) and self._views.get(session) is view:
+            del self._views[session]
+        return False
+
+    async def _known(
+        self, session: str, key: str, *, checkpoint: bool = True
+    ) -> tuple[str, EventRecord | None, EventRecord | None] | None:
+        """A checkpoint this saver knows, with its writes, in one read; ``None`` if not sure.
+
+        Sure means the branch's head is still the one its view accounts for (no
+        one else appended since) and the records at the remembered sequences
+        are the remembered ones. Gives ``(branch, checkpoint, writes)``; with
+        ``checkpoint=False`` the checkpoint record is not read (``None``).
+        """
+        view = self._views.get(session)
+        mark = None if view is None else view.marks.get(key)
+        if view is None or mark is None or not mark.known:
+            return None
+        branch, writes_id = mark.branch, mark.writes_id
+        sequences = [mark.sequence] if checkpoint else []
+        if writes_id:
+            sequences.append(mark.writes_sequence)
+        if sequences:
+            unmoved, found = await asyncio.gather(
+                self._unmoved(session, view, branch),
+                self.journal.read_at(session, branch, sequences),
+            )
+        else:
+            unmoved, found = await self._unmoved(session, view, branch), []
+        record = found[0] if checkpoint else None
+        writes = found[-1] if writes_id else None
+        if (
+            not unmoved
+            or (checkpoint and (record is None or record.event_id != mark.event_id))
+            or (writes_id and (writes is None or writes.event_id != writes_id))
+        ):
+            return None
+        return branch, record, writes
+
+    async def _known_latest(
+        self, session: str, ns: str
+    ) -> tuple[str, EventRecord | None, EventRecord | None] | None:
+        """The newest checkpoint of ``ns`` if this saver knows it (see :meth:`_known`)."""
+        view = self._views.get(session)
+        newest = None if view is None or not view.complete else view.latest.get(ns)
+        if view is None or newest is None:
+            return None
+        infos = await self.journal.list_branches(session)
+        if {i.branch_id: i.head for i in infos} != view.heads:
+            return None
+        return await self._known(session, newest[1])
+
+    async def _learn(
+        self,
+        session: str,
+        ns: str,
+        infos: Sequence[BranchInfo],
+        record: EventRecord,
+        writes: EventRecord | None,
+    ) -> None:
+        """Remember ``record`` as the newest of ``ns`` if no branch moved while it was read."""
+        heads = {i.branch_id: i.head for i in infos}
+        after = await self.journal.list_branches(session)
+        if {i.branch_id: i.head for i in after} != heads or (
+            writes is not None and writes.branch_id != record.branch_id
+        ):
+            return
+        view = self._views.get(session)
+        if view is None or view.heads != heads or view.pending:
+            if view is None and len(self._views) >= _MAX_VIEWS:
+                del self._views[next(iter(self._views))]
+            view = self._views[session] = _View(heads)
+        view.complete = True
+        key = record.metadata["key"]
+        mark = view.marks.get(key)
+        if mark is None or mark.event_id != record.event_id or not mark.known:
+            view.add(key, _Mark(record, writes, known=True))
+        view.latest[ns] = (record.data["id"], key)
 
     def _lock(self, name: str) -> asyncio.Lock:
         """The lock of a thread's puts (``name``: its session) or of one checkpoint's writes."""
@@ -549,10 +800,12 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         writes = {k: r for k, r in last.items() if r.kind == WRITES}
         return checkpoints, writes
 
-    async def _latest(self, session: str, ns: str) -> EventRecord | None:
-        """The newest live checkpoint of ``ns`` on any branch of the session."""
+    async def _latest(
+        self, session: str, ns: str, infos: Sequence[BranchInfo]
+    ) -> EventRecord | None:
+        """The newest live checkpoint of ``ns`` on any of the branches ``infos``."""
         best: EventRecord | None = None
-        for info in await self.journal.list_branches(session):
+        for info in infos:
             record = await self._head(session, info.branch_id, ns)
             if record is not None and (best is None or record.data["id"] > best.data["id"]):
                 best = record
@@ -624,9 +877,12 @@ class JournalCheckpointSaver(BaseCheckpointSaver[int]):
         if head is None or head.event_id == owner.event_id:
             return owner.branch_id
         fork = f"fork-{child}" if _BRANCH_SAFE.fullmatch(child) else f"fork-{new_ulid()}"
-        await self.journal.create_branch(
+        info = await self.journal.create_branch(
             session, fork, from_branch=owner.branch_id, fork_sequence=owner.sequence
         )
+        view = self._views.get(session)
+        if view is not None:
+            view.heads.setdefault(fork, info.head)
         return fork
 
     async def _hide(self, session: str, records: Sequence[EventRecord]) -> None:
