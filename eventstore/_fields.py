@@ -50,20 +50,31 @@ def _check_json(value: Any, what: str) -> bytes:
 
     :raises InvalidEvent: if it is not plain JSON or nests deeper than :data:`MAX_DEPTH`.
     """
+    if type(value) is dict:
+        # A flat dict (str keys, plain values), the common payload, survives the
+        # trip by construction: the decode and compare would cost twice the
+        # encoding only to confirm it. Only the encoding can still fail (a lone
+        # surrogate, an int beyond 64 bits): _round_trip says why.
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in _PLAIN:
+                return _round_trip(value, what)
+        try:
+            return _encode(value)
+        except (TypeError, ValueError, OverflowError):
+            return _round_trip(value, what)
+    return _round_trip(value, what)
+
+
+def _round_trip(value: Any, what: str) -> bytes:
+    """:func:`_check_json` for any value: encoded, decoded and compared.
+
+    :raises InvalidEvent: as :func:`_check_json`.
+    """
     # msgspec encodes more than JSON (datetimes, sets, NaN as null...). A value is
     # storable only if it survives the trip unchanged, which rejects all of those
     # with two C-speed calls instead of a Python walk.
     try:
         encoded = _encode(value)
-        if type(value) is dict:
-            # A flat dict (str keys, plain values), the common payload, survives the
-            # trip by construction: the decode and compare would cost twice the
-            # encoding only to confirm it.
-            for key, item in value.items():
-                if type(key) is not str or type(item) not in _PLAIN:
-                    break
-            else:
-                return encoded
         same = _decode(encoded) == value
     except RecursionError:
         raise InvalidEvent(f"{what} nests deeper than {MAX_DEPTH} arrays and objects") from None
@@ -145,13 +156,15 @@ def check_fields(event: RecordFields) -> tuple[bytes | None, bytes | None]:
     :raises InvalidEvent: as :func:`eventstore._validate.check_event` says.
     """
     # Fields read once into locals: this runs on every append of every backend.
-    session_id, branch_id, sequence, kind, event_id = (
-        event.session_id,
-        event.branch_id,
-        event.sequence,
-        event.kind,
-        event.event_id,
-    )
+    # (One statement each: a tuple assignment of eight builds and drops a tuple.)
+    session_id = event.session_id
+    branch_id = event.branch_id
+    sequence = event.sequence
+    kind = event.kind
+    event_id = event.event_id
+    recorded_at = event.recorded_at
+    data = event.data
+    metadata = event.metadata
     # check_identifier's cache of valid ids, read here: two calls per event saved.
     if type(session_id) is not str or session_id not in _seen_valid:
         check_identifier(session_id, "session_id")
@@ -159,20 +172,48 @@ def check_fields(event: RecordFields) -> tuple[bytes | None, bytes | None]:
         check_identifier(branch_id, "branch_id")
     if type(sequence) is not int or not 1 <= sequence <= MAX_SEQUENCE:
         raise InvalidEvent(f"sequence must be an int in 1..2**63-1, got {sequence!r}")
-    if type(kind) is not str or not kind:
-        raise InvalidEvent(f"kind must be a non-empty string, got {kind!r}")
-    if not kind.isascii() or "\x00" in kind:
-        _check_text(kind, "kind")
+    if type(kind) is not str or kind not in _seen_kinds:
+        _check_kind(kind)
     if type(event_id) is not str or not event_id or len(event_id) > 128:
         raise InvalidEvent(f"event_id must be a string of 1-128 characters, got {event_id!r}")
     if not event_id.isascii() or "\x00" in event_id:
         _check_text(event_id, "event_id")
-    recorded_at, data, metadata = event.recorded_at, event.data, event.metadata
     if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
         raise InvalidEvent("recorded_at must be a timezone-aware datetime")
     if type(metadata) is not dict and not isinstance(metadata, dict):
         raise InvalidEvent(f"metadata must be a dict, got {type(metadata).__name__}")
-    return (
-        None if data is None else _check_json(data, "data"),
-        _check_json(metadata, "metadata") if metadata else None,
-    )
+    if data is None:
+        data_json = None
+    elif type(data) is dict:
+        # _check_json's flat-dict case, inlined: the common payload of every append.
+        for key, item in data.items():
+            if type(key) is not str or type(item) not in _PLAIN:
+                data_json = _round_trip(data, "data")
+                break
+        else:
+            try:
+                data_json = _encode(data)
+            except (TypeError, ValueError, OverflowError):
+                data_json = _round_trip(data, "data")  # raises, saying why
+    else:
+        data_json = _check_json(data, "data")
+    return data_json, _check_json(metadata, "metadata") if metadata else None
+
+
+#: Kinds already seen valid; a hit skips :func:`_check_kind`'s checks.
+_seen_kinds: set[str] = set()
+_KINDS_MAX = 4096
+
+
+def _check_kind(kind: object) -> None:
+    """Check a ``kind``; remember it once valid.
+
+    :raises InvalidEvent: for a kind that is not a non-empty str, or holds NUL
+        or a lone surrogate.
+    """
+    if type(kind) is not str or not kind:
+        raise InvalidEvent(f"kind must be a non-empty string, got {kind!r}")
+    _check_text(kind, "kind")
+    if len(_seen_kinds) >= _KINDS_MAX:
+        _seen_kinds.clear()
+    _seen_kinds.add(kind)

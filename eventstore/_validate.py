@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import NamedTuple
 
 import msgspec
@@ -31,6 +32,9 @@ __all__ = (
     "check_sessions_query",
     "SessionQuery",
 )
+
+
+_event_id = attrgetter("event_id")
 
 
 def check_event(event: object) -> EventRecord:
@@ -70,17 +74,21 @@ def check_batch(events: Sequence[EventRecord]) -> list[EventRecord]:
     if not batch:
         raise InvalidEvent("append_batch needs at least one event")
     first = check_event(batch[0])
-    for offset, event in enumerate(batch[1:], start=1):
-        check_event(event)
-        if event.session_id != first.session_id or event.branch_id != first.branch_id:
+    session_id, branch_id, expected = first.session_id, first.branch_id, first.sequence
+    # check_event inlined (one call per record, not three), the same checks in
+    # the same order: each record in full, then against the first.
+    for event in batch[1:]:
+        if type(event) is not EventRecord and not isinstance(event, EventRecord):
+            raise InvalidEvent(f"expected an EventRecord, got {type(event).__name__}")
+        check_fields(event)
+        expected += 1
+        if event.session_id != session_id or event.branch_id != branch_id:
             raise InvalidEvent("a batch must hold events of one session and branch")
-        if event.sequence != first.sequence + offset:
+        if event.sequence != expected:
             raise InvalidEvent(
-                f"batch sequences must be contiguous: expected {first.sequence + offset}, "
-                f"got {event.sequence}"
+                f"batch sequences must be contiguous: expected {expected}, got {event.sequence}"
             )
-    ids = {event.event_id for event in batch}
-    if len(ids) != len(batch):
+    if len(set(map(_event_id, batch))) != len(batch):
         raise InvalidEvent("a batch must not repeat an event_id")
     return batch
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable
-from operator import itemgetter
+from itertools import count, repeat
+from operator import add, itemgetter, sub
 from typing import NamedTuple
 
 import msgspec
@@ -57,6 +58,7 @@ __all__ = (
     "FeedPart",
     "Scan",
     "Streams",
+    "entries_bytes",
     "entry_bytes",
 )
 
@@ -97,6 +99,27 @@ class FeedPart(NamedTuple):
 
 def entry_bytes(position: int, stream: int, length: int, offset: int, sequence: int) -> bytes:
     return ENTRY.pack(position, stream, length, offset, sequence)
+
+
+def entries_bytes(
+    first: int, stream: int, offset: int, ends: list[int], sequences: Iterable[int]
+) -> bytes:
+    """The entries of one write's records, at positions ``first`` onwards.
+
+    Record ``n`` of the write ends ``ends[n]`` bytes past ``offset``, where its
+    first line starts; one :func:`entry_bytes` each, in C-speed loops.
+    """
+    starts = [0, *ends[:-1]]
+    return b"".join(
+        map(
+            ENTRY.pack,
+            count(first),
+            repeat(stream),
+            map(sub, ends, starts),
+            map(add, starts, repeat(offset)),
+            sequences,
+        )
+    )
 
 
 def _stream_entry(session_id: str, branch_id: str) -> bytes:

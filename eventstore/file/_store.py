@@ -81,6 +81,7 @@ import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from operator import attrgetter
 from typing import Literal
 
 import msgspec
@@ -112,7 +113,7 @@ from ._erase import (
     remove_branch_files,
     remove_tree,
 )
-from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entry_bytes
+from ._feed import INDEX_FILE, FeedFile, FeedPart, Scan, entries_bytes, entry_bytes
 from ._follow import Watcher
 from ._id_window import forget, recent_ids, remember
 from ._index import SPACING, Owner, read_chunk
@@ -141,6 +142,7 @@ _READ_BUDGET = 256 * 1024
 _FEED_STEP = 4096
 
 _replace = msgspec.structs.replace
+_sequence_of = attrgetter("sequence")
 
 #: Records ``read_last`` reads in its first step backwards; each next step reads
 #: four times more, up to :data:`_BACK_MAX`.
@@ -1041,15 +1043,9 @@ class FileEventStore(EventStore):
         ends: list[int] = []
         data = encode_batch(stored, self.max_record_size, ends)
         number, raw = self._feed.streams.number(session_id, branch_id)
-        start = 0
-        chunks = []
-        for record, end in zip(stored, ends, strict=True):
-            chunks.append(
-                entry_bytes(record.position, number, end - start, offset + start, record.sequence)
-            )
-            start = end
+        entries = entries_bytes(first, number, offset, ends, map(_sequence_of, stored))
         self._position = stored[-1].position
-        return stored, data, FeedPart(b"".join(chunks), number, raw)
+        return stored, data, FeedPart(entries, number, raw)
 
     def _submit(
         self, session: Session, branch: Branch, events: list[EventRecord]
