@@ -20,15 +20,12 @@ Run: ``python -m benchmarks._framework_adk [STEPS]``.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ._framework_openai_agents import _rows
+from ._framework_openai_agents import alternate
 
 __all__ = ("run",)
 
@@ -130,30 +127,12 @@ async def _peer(path: Path, events: list[Any]) -> dict[str, float]:
         await service.close()
 
 
-def _pragmas(path: Path) -> dict[str, Any]:
-    with sqlite3.connect(path) as conn:
-        return {
-            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-            "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
-        }
-
-
 def run(steps: int = 1000, rounds: int = 3) -> list[dict[str, Any]]:
     """Measure both services on one session of ``steps`` events; one row per operation.
 
     ``rounds`` alternate ours and the peer's, each on fresh files.
     """
-    events = _events(steps)
-    ours: list[dict[str, float]] = []
-    peer: list[dict[str, float]] = []
-    pragmas: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in range(rounds):
-            ours.append(asyncio.run(_ours(Path(tmp) / f"journal-{n}", events)))
-            path = Path(tmp) / f"peer-{n}.sqlite"
-            peer.append(asyncio.run(_peer(path, events)))
-            pragmas = _pragmas(path)
-    return _rows(_counts(steps), ours, peer, pragmas)
+    return alternate(rounds, _events(steps), _ours, _peer, _counts(steps))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +115,30 @@ def run(steps: int = 1000, rounds: int = 3) -> list[dict[str, Any]]:
 
     ``rounds`` alternate ours and the peer's, each on fresh files.
     """
-    items = _items(steps)
-    ours: list[dict[str, float]] = []
-    peer: list[dict[str, float]] = []
+    return alternate(rounds, _items(steps), _ours, _peer, _counts(steps))
+
+
+def alternate(
+    rounds: int,
+    work: Any,
+    ours: Callable[[Path, Any], Awaitable[dict[str, float]]],
+    peer: Callable[[Path, Any], Awaitable[dict[str, float]]],
+    counts: dict[str, int],
+) -> list[dict[str, Any]]:
+    """``rounds`` of ours then the peer's on ``work``, each on fresh files; the rows.
+
+    The peer's SQLite settings are read back from its last database.
+    """
+    mine: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
     pragmas: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(rounds):
-            ours.append(asyncio.run(_ours(Path(tmp) / f"journal-{n}", items)))
+            mine.append(asyncio.run(ours(Path(tmp) / f"journal-{n}", work)))
             path = Path(tmp) / f"peer-{n}.sqlite"
-            peer.append(asyncio.run(_peer(path, items)))
+            theirs.append(asyncio.run(peer(path, work)))
             pragmas = _pragmas(path)
-    return _rows(_counts(steps), ours, peer, pragmas)
+    return _rows(counts, mine, theirs, pragmas)
 
 
 def _rows(
