@@ -197,7 +197,41 @@ def check_fields(event: RecordFields) -> tuple[bytes | None, bytes | None]:
                 data_json = _round_trip(data, "data")  # raises, saying why
     else:
         data_json = _check_json(data, "data")
-    return data_json, _check_json(metadata, "metadata") if metadata else None
+    if not metadata:
+        return data_json, None
+    metadata_json = _check_json(metadata, "metadata")
+    # PostgreSQL reads metadata fields in SQL (the key lookup's index), and its
+    # text cannot hold NUL: refused here, every backend refuses it alike. The
+    # byte test is exact but for a literal backslash before "u0000": walk then.
+    if b"\\u0000" in metadata_json:
+        where = _nul_at(metadata, "metadata")
+        if where is not None:
+            raise InvalidEvent(
+                f"{where} contains a NUL character: metadata strings and keys must not "
+                "(data may hold them)"
+            )
+    return data_json, metadata_json
+
+
+def _nul_at(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where in ``value`` a str (or a dict key) holds NUL, or ``None``."""
+    if type(value) is str:
+        return path if "\x00" in value else None
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path} key {key!r:.100}"
+            found = _nul_at(item, f"{path}[{key!r:.100}]", depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 #: Kinds already seen valid; a hit skips :func:`_check_kind`'s checks.

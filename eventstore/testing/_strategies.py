@@ -33,6 +33,10 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 # Lone surrogates cannot be encoded as UTF-8, so no JSON document can hold them.
 _TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+# Metadata is read in SQL by PostgreSQL, whose text refuses NUL: no store takes it there.
+_META_TEXT = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20
+)
 
 _COMMON_IDS = ("main", "s1", "session-1", "agent.run_7", "01HZY3V5QK8N4T2M6XW9RB0C1D")
 
@@ -120,25 +124,29 @@ def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
     No NaN or infinities, string keys only, integers within ``-2**63 .. 2**63-1``,
     text without lone surrogates.
     """
+    return _json_values(_TEXT, max_leaves)
+
+
+def _json_values(text: st.SearchStrategy[str], max_leaves: int) -> st.SearchStrategy[Any]:
     scalars = st.one_of(
         st.none(),
         st.booleans(),
         st.integers(_INT_MIN, _INT_MAX),
         st.floats(allow_nan=False, allow_infinity=False),
-        _TEXT,
+        text,
     )
     return st.recursive(
         scalars,
         lambda inner: st.one_of(
-            st.lists(inner, max_size=5), st.dictionaries(_TEXT, inner, max_size=5)
+            st.lists(inner, max_size=5), st.dictionaries(text, inner, max_size=5)
         ),
         max_leaves=max_leaves,
     )
 
 
 def metadata_values(*, max_leaves: int = 8) -> st.SearchStrategy[dict[str, Any]]:
-    """``metadata`` dicts: string keys, JSON values."""
-    return st.dictionaries(_TEXT, json_values(max_leaves=max_leaves), max_size=4)
+    """``metadata`` dicts: string keys, JSON values; no NUL in any string (stores refuse it)."""
+    return st.dictionaries(_META_TEXT, _json_values(_META_TEXT, max_leaves), max_size=4)
 
 
 def event_kinds() -> st.SearchStrategy[str]:

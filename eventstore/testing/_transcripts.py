@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from .._ids import MAIN
 from .._records import BranchInfo, EventRecord
 from ._invariants import END, TOOL_CALL, TOOL_RESULT
-from ._strategies import identifiers, json_values
+from ._strategies import _META_TEXT, _json_values, identifiers
 
 __all__ = (
     "AgentTranscript",
@@ -42,7 +42,8 @@ _TOOLS = st.one_of(
     st.sampled_from(("search", "calculator", "weather", "read_file")), identifiers(max_size=12)
 )
 _TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-_ARGS = json_values(max_leaves=4)
+# Tool arguments become replay call keys, kept in metadata: no NUL there.
+_ARGS = _json_values(_META_TEXT, 4)
 
 
 class TranscriptFork(msgspec.Struct, frozen=True):
