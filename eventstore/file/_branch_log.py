@@ -42,7 +42,7 @@ import msgspec
 
 from .._errors import CorruptLog
 from .._json import encode
-from ._manifest import BranchMeta, Manifest
+from ._manifest import BranchMeta, Manifest, read_whole
 from ._tail import set_aside
 from ._writer import DIRECTORY, NOFOLLOW, FileOps, Writer
 
@@ -108,25 +108,9 @@ def read_log(ops: FileOps, dir_fd: int, path: str) -> BranchLog | None:
     :raises CorruptLog: for an unparseable line before the last, or if the
         log is a symbolic link.
     """
-    try:
-        fd = ops.open(BRANCH_LOG, os.O_RDONLY | NOFOLLOW, dir_fd=dir_fd)
-    except FileNotFoundError:
+    data = read_whole(ops, dir_fd, BRANCH_LOG, path, "the branch log")
+    if data is None:
         return None
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise CorruptLog(
-            path, 0, "the branch log is a symbolic link; the store follows no links"
-        ) from exc
-    try:
-        chunks = []
-        offset = 0
-        while chunk := ops.pread(fd, 1 << 20, offset):
-            chunks.append(chunk)
-            offset += len(chunk)
-    finally:
-        ops.close(fd)
-    data = b"".join(chunks)
     log = BranchLog()
     lines = data.split(b"\n")
     # The piece after the last newline: empty, or a torn line.

@@ -157,7 +157,7 @@ def read_branches(
     if dir_fd is None:
         return None, None
     try:
-        data = _read_file(ops, dir_fd, path)
+        data = read_whole(ops, dir_fd, MANIFEST, path, "the manifest")
         log = read_log(ops, dir_fd, log_path)
     finally:
         ops.close(dir_fd)
@@ -177,15 +177,20 @@ def read_branches(
     return manifest, log
 
 
-def _read_file(ops: FileOps, dir_fd: int, path: str) -> bytes | None:
+def read_whole(ops: FileOps, dir_fd: int, name: str, path: str, what: str) -> bytes | None:
+    """The bytes of ``name`` in ``dir_fd`` (``None`` if it does not exist).
+
+    :raises CorruptLog: naming ``path`` if it is a symbolic link (``what`` says
+        which file, e.g. "the manifest").
+    """
     try:
-        fd = ops.open(MANIFEST, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
+        fd = ops.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
-        reason = "the manifest is a symbolic link; the store follows no links"
+        reason = f"{what} is a symbolic link; the store follows no links"
         raise CorruptLog(path, 0, reason) from exc
     try:
         chunks = []
