@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -113,3 +117,39 @@ def bare(records: EventRecord | list[EventRecord]) -> object:
     if isinstance(records, EventRecord):
         return msgspec.structs.replace(records, position=0)
     return [msgspec.structs.replace(r, position=0) for r in records]
+
+
+async def kill_after(
+    child: str, root: Path, acks: int, seed: int, *, ready: bool = False
+) -> dict[str, int]:
+    """Run the writer script ``child`` on ``root`` and SIGKILL it after ``acks`` acknowledgements.
+
+    The script prints one line per acknowledged write, ending in ``SESSION SEQ``
+    (first a ``ready`` line if ``ready``).
+
+    :returns: the highest acknowledged sequence of each session.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        child,
+        str(root),
+        str(seed),
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    acked: dict[str, int] = {}
+    assert proc.stdout is not None
+    try:
+        if ready:
+            assert (await proc.stdout.readline()).strip() == b"ready"
+        for _ in range(acks):
+            line = await proc.stdout.readline()
+            assert line, "the writer died before it was killed"
+            session, seq = line.split()[-2:]
+            acked[session.decode()] = max(acked.get(session.decode(), 0), int(seq))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return acked

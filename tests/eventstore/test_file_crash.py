@@ -7,9 +7,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest
 from eventstore import BranchExists, BranchNotFound, CorruptLog, FileEventStore
 from eventstore.file._batch import encode_batch
 
-from ._file_helpers import FaultyOps, encode_line, ev, legacy_root, lines_of
+from ._file_helpers import FaultyOps, encode_line, ev, kill_after, legacy_root, lines_of
 
 
 async def _write(root: Path, count: int) -> list[bytes]:
@@ -146,25 +143,7 @@ _CHILD = textwrap.dedent(
 
 
 async def _kill_after(root: Path, acks: int, seed: int) -> dict[str, int]:
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _CHILD,
-        str(root),
-        str(seed),
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    acked: dict[str, int] = {}
-    assert child.stdout is not None
-    for _ in range(acks):
-        line = await child.stdout.readline()
-        assert line, "the writer died before it was killed"
-        session, seq = line.split()
-        acked[session.decode()] = int(seq)
-    child.send_signal(signal.SIGKILL)
-    await child.wait()
-    return acked
+    return await kill_after(_CHILD, root, acks, seed)
 
 
 async def test_sigkill_loses_nothing_acknowledged_and_keeps_batches_whole(

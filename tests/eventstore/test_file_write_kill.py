@@ -14,9 +14,6 @@ import asyncio
 import errno
 import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -25,7 +22,7 @@ import pytest
 
 from eventstore import FileEventStore, StorageError
 
-from ._file_helpers import FaultyOps, ev
+from ._file_helpers import FaultyOps, ev, kill_after
 
 _CHILD = textwrap.dedent(
     """
@@ -79,29 +76,7 @@ _CHILD = textwrap.dedent(
 
 
 async def _kill_after(root: Path, acks: int, seed: int) -> dict[str, int]:
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _CHILD,
-        str(root),
-        str(seed),
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )
-    acked: dict[str, int] = {}
-    assert child.stdout is not None
-    assert (await child.stdout.readline()).strip() == b"ready"
-    try:
-        for _ in range(acks):
-            line = await child.stdout.readline()
-            assert line, "the writer died before it was killed"
-            _, session, seq = line.split()
-            acked[session.decode()] = max(acked.get(session.decode(), 0), int(seq))
-    finally:
-        child.send_signal(signal.SIGKILL)
-        await child.wait()
-    assert child.returncode == -signal.SIGKILL
-    return acked
+    return await kill_after(_CHILD, root, acks, seed, ready=True)
 
 
 @pytest.mark.slow
