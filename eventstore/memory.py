@@ -17,6 +17,7 @@ order they commit and become visible; the feed is one list in that order, so
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -106,7 +107,7 @@ class _Session(dict[str, _Branch]):
         #: ``metadata["key"]`` (a str) -> the last record written with it.
         self.by_key: dict[str, Snapshot] = {}
 
-    def index_keys(self, records: list[EventRecord], kept: list[Snapshot]) -> None:
+    def index_keys(self, records: Sequence[EventRecord], kept: Sequence[Snapshot]) -> None:
         keys = self.by_key
         for record, snapshot in zip(records, kept, strict=True):
             if record.metadata:
@@ -243,9 +244,7 @@ class MemoryEventStore(EventStore):
             branch.events.append(kept)
             session.ids[event.event_id] = kept
             if event.metadata:
-                key = event.metadata.get("key")
-                if type(key) is str:
-                    session.by_key[key] = kept
+                session.index_keys((event,), (kept,))
             self._feed.append(kept)
             stored = _replace(event, position=position)
             if self.__dict__.get("_listeners"):
@@ -270,9 +269,7 @@ class MemoryEventStore(EventStore):
             branch.events.append(kept)
             session.ids[event.event_id] = kept
             if event.metadata:
-                key = event.metadata.get("key")
-                if type(key) is str:
-                    session.by_key[key] = kept
+                session.index_keys((event,), (kept,))
             self._feed.append(kept)
             stored = msgspec.structs.replace(event, position=position)
             if self.__dict__.get("_listeners"):
